@@ -1,0 +1,25 @@
+//! Core of pytest-mproc: the node-local shared-memory ring that carries work units between
+//! the processes of one node, with leases and crash healing. No Python in here: the
+//! bindings crate (`python/`) and the bridge crate (`bridge/`) build on this one.
+
+pub mod error;
+pub mod futex;
+#[cfg(not(loom))]
+pub mod view;
+pub mod layout;
+pub mod protocol;
+pub mod state;
+pub mod sync;
+
+#[cfg(not(loom))]
+pub mod arena;
+#[cfg(not(loom))]
+pub mod lease;
+#[cfg(not(loom))]
+pub mod ring;
+#[cfg(not(loom))]
+pub mod segment;
+
+pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use ring::{HealReport, Lease, Ring, RingOptions};

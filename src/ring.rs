@@ -1,0 +1,481 @@
+//! The node-local work queue: a bounded MPMC ring in one shared-memory segment, with blocking
+//! push/pop (futex, no spinning), a blob arena for large messages, a lease table and `heal`.
+
+use crate::arena::{Arena, Run};
+use crate::error::{Error, Result};
+use crate::futex;
+use crate::layout::*;
+use crate::lease::{Leases, NO_KEY};
+use crate::protocol::{self, Claim, Read, RingMem};
+use crate::segment::Segment;
+use crate::state::{owner_id, pack};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::view::View;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use crate::lease::Lease;
+
+/// Sizes of a new ring.
+#[derive(Clone, Debug)]
+pub struct RingOptions {
+    /// Cells in the ring (rounded up to a power of two).
+    pub capacity: u32,
+    /// Bytes per cell; messages up to `slot_size - 16` bytes travel inline.
+    pub slot_size: u32,
+    /// Entries in the lease table (one per worker process that may attach).
+    pub leases: u32,
+    /// Bytes of the blob arena for larger messages.
+    pub arena_bytes: usize,
+    pub chunk_size: u32,
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        RingOptions { capacity: 1024, slot_size: 256, leases: 256, arena_bytes: 16 << 20, chunk_size: 4096 }
+    }
+}
+
+/// What `heal` recovered from a dead process.
+#[derive(Debug, Default)]
+pub struct HealReport {
+    /// Items it had popped but not finished taking: re-queue or report them.
+    pub items: Vec<Vec<u8>>,
+    /// Its lease entries: `key` names the item it was running when it died.
+    pub leases: Vec<Lease>,
+    /// Half-written cells turned into tombstones (it was producing).
+    pub tombstones: usize,
+    /// Blob chunks it held that were freed.
+    pub chunks_freed: usize,
+}
+
+pub struct Ring {
+    seg: Segment,
+    v: View,
+}
+
+struct Mem<'a>(&'a View);
+
+impl RingMem for Mem<'_> {
+    #[inline]
+    fn cap(&self) -> u64 {
+        self.0.geo.cap as u64
+    }
+    #[inline]
+    fn enq(&self) -> &AtomicU64 {
+        self.0.a64(H_ENQ)
+    }
+    #[inline]
+    fn deq(&self) -> &AtomicU64 {
+        self.0.a64(H_DEQ)
+    }
+    #[inline]
+    fn state(&self, idx: usize) -> &AtomicU64 {
+        self.0.a64(cell_off(&self.0.geo, idx) + CELL_STATE)
+    }
+}
+
+#[inline]
+fn cell_off(geo: &Geometry, idx: usize) -> usize {
+    geo.cells_off() + idx * geo.slot_size as usize
+}
+
+fn me() -> u32 {
+    owner_id(std::process::id())
+}
+
+enum Payload<'a> {
+    Inline(&'a [u8]),
+    Blob(Run),
+}
+
+impl Ring {
+    /// Creates a ring in a new segment: a memfd when `path` is None, else a new file (e.g. under
+    /// /dev/shm) that is unlinked when the creating process drops the ring.
+    pub fn create(path: Option<&Path>, opts: &RingOptions) -> Result<Ring> {
+        let geo = Geometry {
+            cap: opts.capacity.max(2).next_power_of_two(),
+            slot_size: opts.slot_size.div_ceil(64) * 64,
+            leases: opts.leases.max(1),
+            chunk_size: opts.chunk_size,
+            chunks: crate::arena::chunks_for_bytes(opts.arena_bytes, opts.chunk_size.max(1)),
+        };
+        geo.validate().map_err(Error::BadHeader)?;
+        let seg = Segment::create(path, geo.total_len())?;
+        // SAFETY: the segment is geo.total_len() bytes and lives as long as the ring.
+        let v = unsafe { View::new(seg.base(), geo) };
+        v.write_u32(H_VERSION, LAYOUT_VERSION);
+        v.write_u32(H_CAP, geo.cap);
+        v.write_u32(H_SLOT_SIZE, geo.slot_size);
+        v.write_u32(H_LEASES, geo.leases);
+        v.write_u32(H_CHUNK_SIZE, geo.chunk_size);
+        v.write_u32(H_CHUNKS, geo.chunks);
+        v.write_u64(H_TOTAL_LEN, geo.total_len() as u64);
+        v.write_u32(H_CREATOR, std::process::id());
+        for i in 0..geo.cap as usize {
+            v.a64(cell_off(&geo, i) + CELL_STATE).store(pack(i as u64, 0), Ordering::Relaxed);
+        }
+        for s in 0..geo.leases as usize {
+            v.a64(geo.leases_off() + s * LEASE_LEN + LEASE_KEY).store(NO_KEY, Ordering::Relaxed);
+        }
+        // The magic goes last: an attacher that sees it sees a fully initialised segment.
+        v.a64(H_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(Ring { seg, v })
+    }
+
+    /// Maps an existing ring, checking that it has this build's layout.
+    pub fn attach(path: &Path) -> Result<Ring> {
+        let mut seg = Segment::attach(path)?;
+        seg.keep();
+        let raw = |off: usize| unsafe { std::ptr::read_volatile(seg.base().add(off) as *const u32) };
+        let magic = unsafe { (*(seg.base().add(H_MAGIC) as *const AtomicU64)).load(Ordering::Acquire) };
+        if magic != MAGIC {
+            return Err(Error::BadHeader(format!("{}: bad magic {magic:#x}", path.display())));
+        }
+        if raw(H_VERSION) != LAYOUT_VERSION {
+            return Err(Error::BadHeader(format!(
+                "{}: layout version {} but this build reads version {LAYOUT_VERSION}",
+                path.display(),
+                raw(H_VERSION)
+            )));
+        }
+        let geo = Geometry {
+            cap: raw(H_CAP),
+            slot_size: raw(H_SLOT_SIZE),
+            leases: raw(H_LEASES),
+            chunk_size: raw(H_CHUNK_SIZE),
+            chunks: raw(H_CHUNKS),
+        };
+        geo.validate().map_err(|e| Error::BadHeader(format!("{}: {e}", path.display())))?;
+        let total = unsafe { std::ptr::read_volatile(seg.base().add(H_TOTAL_LEN) as *const u64) } as usize;
+        if total != geo.total_len() || total > seg.len() {
+            return Err(Error::BadHeader(format!(
+                "{}: header says {total} bytes, geometry needs {}, file has {}",
+                path.display(),
+                geo.total_len(),
+                seg.len()
+            )));
+        }
+        // SAFETY: validated above that the mapping covers the geometry.
+        let v = unsafe { View::new(seg.base(), geo) };
+        Ok(Ring { seg, v })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.seg.path()
+    }
+    pub fn capacity(&self) -> u32 {
+        self.v.geo.cap
+    }
+    pub fn inline_max(&self) -> usize {
+        self.v.geo.inline_max()
+    }
+    pub fn segment_len(&self) -> usize {
+        self.seg.len()
+    }
+    /// Unlinks a named segment now (open mappings stay valid).
+    pub fn unlink(&mut self) {
+        self.seg.unlink();
+    }
+    pub fn inheritable_fd(&self) -> Result<i32> {
+        self.seg.inheritable_fd()
+    }
+
+    fn arena(&self) -> Arena {
+        Arena::new(self.v)
+    }
+    fn leases_tbl(&self) -> Leases {
+        Leases::new(self.v)
+    }
+    fn flags(&self) -> &AtomicU32 {
+        self.v.a32(H_FLAGS)
+    }
+
+    // ---- push ----
+
+    fn publish(&self, me: u32, p: &Payload) -> bool {
+        let v = &self.v;
+        let ok = protocol::try_push(&Mem(v), me, |idx, pos| {
+            let off = cell_off(&v.geo, idx);
+            match p {
+                Payload::Inline(d) => {
+                    v.write_u32(off + CELL_LEN, d.len() as u32);
+                    v.write_u32(off + CELL_KIND, KIND_INLINE);
+                    v.copy_in(off + CELL_PAYLOAD, d);
+                }
+                Payload::Blob(run) => {
+                    v.write_u32(off + CELL_LEN, run.len.min(u32::MAX as u64) as u32);
+                    v.write_u32(off + CELL_KIND, KIND_BLOB);
+                    v.copy_in(off + CELL_PAYLOAD, &run.encode());
+                    self.arena().publish(me, *run, pos);
+                }
+            }
+        });
+        if ok {
+            self.notify(H_NOT_EMPTY_EPOCH, H_NOT_EMPTY_WAITERS);
+        }
+        ok
+    }
+
+    fn payload<'a>(&self, me: u32, data: &'a [u8]) -> Result<Payload<'a>> {
+        if data.len() <= self.inline_max() {
+            Ok(Payload::Inline(data))
+        } else {
+            Ok(Payload::Blob(self.arena().store(me, data)?))
+        }
+    }
+
+    /// Pushes without waiting: `Err(Full)` when no cell (or arena space) is free.
+    pub fn try_push(&self, data: &[u8]) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let me = me();
+        let p = self.payload(me, data)?;
+        if self.publish(me, &p) {
+            return Ok(());
+        }
+        if let Payload::Blob(run) = p {
+            self.arena().release(me, run);
+        }
+        Err(Error::Full)
+    }
+
+    /// Pushes, waiting up to `timeout` (None: forever) for space. Wakes on close.
+    pub fn push(&self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+        let me = me();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut prepared: Option<Payload> = None;
+        loop {
+            if self.is_closed() {
+                if let Some(Payload::Blob(run)) = prepared {
+                    self.arena().release(me, run);
+                }
+                return Err(Error::Closed);
+            }
+            if prepared.is_none() {
+                match self.payload(me, data) {
+                    Ok(p) => prepared = Some(p),
+                    Err(Error::Full) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let epoch = self.v.a32(H_NOT_FULL_EPOCH).load(Ordering::Acquire);
+            if let Some(p) = &prepared {
+                if self.publish(me, p) {
+                    return Ok(());
+                }
+            }
+            let res = self.wait_on(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS, epoch, deadline, || {
+                self.is_closed() || protocol::len(&Mem(&self.v)) < self.v.geo.cap as u64
+            });
+            if res == futex::Wait::TimedOut {
+                if let Some(Payload::Blob(run)) = prepared {
+                    self.arena().release(me, run);
+                }
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    // ---- pop ----
+
+    /// Pops without waiting. `Ok(None)`: empty for now. `Err(Closed)`: closed and drained (or
+    /// aborted), nothing will ever come.
+    pub fn try_pop(&self) -> Result<Option<Vec<u8>>> {
+        if self.flags().load(Ordering::Acquire) & FLAG_ABORTED != 0 {
+            return Err(Error::Closed);
+        }
+        let me = me();
+        let v = &self.v;
+        let arena = self.arena();
+        let mut taken = None;
+        let got = protocol::try_pop(&Mem(v), me, |idx, _pos| {
+            let off = cell_off(&v.geo, idx);
+            match v.read_u32(off + CELL_KIND) {
+                KIND_TOMBSTONE => Read::Tombstone,
+                KIND_BLOB => {
+                    let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
+                    taken = Some(run);
+                    Read::Item(arena.take(me, run))
+                }
+                _ => Read::Item(v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize)),
+            }
+        });
+        if let Some(run) = taken {
+            arena.release(me, run);
+        }
+        match got {
+            Some(item) => {
+                self.notify(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS);
+                Ok(Some(item))
+            }
+            None if self.is_closed() && protocol::len(&Mem(v)) == 0 => Err(Error::Closed),
+            None => Ok(None),
+        }
+    }
+
+    /// Pops, waiting up to `timeout` (None: forever). `Ok(None)` on timeout, `Err(Closed)` when
+    /// the ring is closed and empty.
+    pub fn pop(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let epoch = self.v.a32(H_NOT_EMPTY_EPOCH).load(Ordering::Acquire);
+            if let Some(item) = self.try_pop()? {
+                return Ok(Some(item));
+            }
+            let res = self.wait_on(H_NOT_EMPTY_EPOCH, H_NOT_EMPTY_WAITERS, epoch, deadline, || {
+                self.is_closed() || protocol::len(&Mem(&self.v)) > 0
+            });
+            if res == futex::Wait::TimedOut {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sleeps on the epoch word unless `ready()` already holds after announcing ourselves as a
+    /// waiter (the Dekker pairing with `notify`: either we see the change or the notifier sees us).
+    fn wait_on(
+        &self,
+        epoch_off: usize,
+        waiters_off: usize,
+        epoch: u32,
+        deadline: Option<Instant>,
+        ready: impl Fn() -> bool,
+    ) -> futex::Wait {
+        let remaining = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(r) if !r.is_zero() => Some(r),
+                _ => return futex::Wait::TimedOut,
+            },
+        };
+        let waiters = self.v.a32(waiters_off);
+        waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let r = if ready() { futex::Wait::Woken } else { futex::wait(self.v.a32(epoch_off), epoch, remaining) };
+        waiters.fetch_sub(1, Ordering::SeqCst);
+        match (r, deadline) {
+            (futex::Wait::TimedOut, _) => futex::Wait::TimedOut,
+            (_, Some(d)) if Instant::now() >= d && !ready() => futex::Wait::TimedOut,
+            _ => futex::Wait::Woken,
+        }
+    }
+
+    fn notify(&self, epoch_off: usize, waiters_off: usize) {
+        fence(Ordering::SeqCst);
+        if self.v.a32(waiters_off).load(Ordering::SeqCst) > 0 {
+            let e = self.v.a32(epoch_off);
+            e.fetch_add(1, Ordering::SeqCst);
+            futex::wake(e, 1);
+        }
+    }
+
+    fn wake_all(&self) {
+        for off in [H_NOT_EMPTY_EPOCH, H_NOT_FULL_EPOCH] {
+            let e = self.v.a32(off);
+            e.fetch_add(1, Ordering::SeqCst);
+            futex::wake(e, u32::MAX);
+        }
+    }
+
+    // ---- lifecycle ----
+
+    /// No more pushes; consumers drain what is queued, then get `Closed`. Wakes every waiter.
+    pub fn close(&self) {
+        self.flags().fetch_or(FLAG_CLOSED, Ordering::SeqCst);
+        self.wake_all();
+    }
+    /// Like close, but consumers stop at once even if items remain (used for -x / Ctrl-C).
+    pub fn abort(&self) {
+        self.flags().fetch_or(FLAG_CLOSED | FLAG_ABORTED, Ordering::SeqCst);
+        self.wake_all();
+    }
+    pub fn is_closed(&self) -> bool {
+        self.flags().load(Ordering::Acquire) & FLAG_CLOSED != 0
+    }
+    pub fn is_aborted(&self) -> bool {
+        self.flags().load(Ordering::Acquire) & FLAG_ABORTED != 0
+    }
+    /// Items queued right now (approximate under concurrency).
+    pub fn len(&self) -> usize {
+        protocol::len(&Mem(&self.v)) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Processes blocked in `pop` right now (diagnostics and tests).
+    pub fn pop_waiters(&self) -> u32 {
+        self.v.a32(H_NOT_EMPTY_WAITERS).load(Ordering::SeqCst)
+    }
+    /// Blob chunks in use (diagnostics; 0 when every large message was consumed).
+    pub fn arena_used_chunks(&self) -> usize {
+        self.arena().used_chunks()
+    }
+    /// A free 64-bit word in the header for the layers above (0..USER_WORDS).
+    pub fn user_word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < USER_WORDS);
+        self.v.a64(H_USER + i * 8)
+    }
+
+    // ---- leases ----
+
+    /// Takes a lease entry for the calling process.
+    pub fn lease_claim(&self) -> Result<u32> {
+        self.leases_tbl().claim(me())
+    }
+    /// The caller now runs item `key` (None: nothing).
+    pub fn lease_set(&self, slot: u32, key: Option<u64>) {
+        self.leases_tbl().set(slot, key.unwrap_or(NO_KEY))
+    }
+    pub fn lease_release(&self, slot: u32) {
+        self.leases_tbl().release(slot)
+    }
+    pub fn leases(&self) -> Vec<Lease> {
+        self.leases_tbl().all()
+    }
+
+    // ---- crash recovery ----
+
+    /// Hands back everything process `dead` held: cells it had popped (their items are
+    /// returned), cells it was writing (skipped as tombstones), blob chunks, lease entries.
+    /// Call it only once `dead` is known dead (reaped), before its pid can be reused by a
+    /// process that attaches to this ring.
+    pub fn heal(&self, dead: u32) -> HealReport {
+        let dead = owner_id(dead);
+        let v = &self.v;
+        let arena = self.arena();
+        let mut rep = HealReport::default();
+        protocol::heal(&Mem(v), dead, |claim| match claim {
+            Claim::Consumed { idx, pos } => {
+                let off = cell_off(&v.geo, idx);
+                match v.read_u32(off + CELL_KIND) {
+                    KIND_TOMBSTONE => {}
+                    KIND_BLOB => {
+                        let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
+                        if arena.owned_by_cell(run, pos, dead) {
+                            rep.items.push(arena.read(run));
+                            arena.force_free(run);
+                        }
+                    }
+                    _ => rep.items.push(v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize)),
+                }
+            }
+            Claim::Producing { idx, pos } => {
+                let off = cell_off(&v.geo, idx);
+                if v.read_u32(off + CELL_KIND) == KIND_BLOB {
+                    let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
+                    if arena.owned_by_cell(run, pos, dead) {
+                        arena.force_free(run);
+                    }
+                }
+                v.write_u32(off + CELL_KIND, KIND_TOMBSTONE);
+                rep.tombstones += 1;
+            }
+        });
+        rep.chunks_freed = arena.heal(dead);
+        rep.leases = self.leases_tbl().heal(dead);
+        self.wake_all();
+        rep
+    }
+}

@@ -1,0 +1,129 @@
+//! A shared-memory file mapped read-write: an anonymous memfd (gone with the last process that
+//! holds it, so a crash leaves nothing behind) or a named file under /dev/shm.
+
+use crate::error::{Error, Result};
+use memmap2::{MmapMut, MmapOptions};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct Segment {
+    map: MmapMut,
+    // Kept open: for a memfd, other processes attach through /proc/<pid>/fd/<fd>.
+    file: File,
+    path: PathBuf,
+    unlink_on_drop: bool,
+}
+
+impl Segment {
+    /// Creates a segment of `len` bytes. `path = None` makes an anonymous memfd.
+    /// The whole size is allocated up front so a full /dev/shm fails here with ENOSPC
+    /// instead of killing a process with SIGBUS on first touch later.
+    pub fn create(path: Option<&Path>, len: usize) -> Result<Segment> {
+        let (file, path, unlink) = match path {
+            None => {
+                let fd = nix::sys::memfd::memfd_create(
+                    c"pytest-mproc-ring",
+                    nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+                )
+                .map_err(|e| Error::io("memfd_create", e))?;
+                let file = File::from(OwnedFd::from(fd));
+                let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()));
+                (file, path, false)
+            }
+            Some(p) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(p)
+                    .map_err(|e| Error::io(format!("creating {}", p.display()), e))?;
+                (file, p.to_path_buf(), true)
+            }
+        };
+        let seg_err = |e: nix::Error| {
+            if unlink {
+                let _ = std::fs::remove_file(&path);
+            }
+            Error::io(format!("allocating {} bytes of shared memory for {}", len, path.display()), e)
+        };
+        nix::fcntl::fallocate(file.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), 0, len as i64)
+            .map_err(seg_err)?;
+        // SAFETY: the file is ours, sized above, and only accessed through atomics/copies.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
+            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        Ok(Segment { map, file, path, unlink_on_drop: unlink })
+    }
+
+    /// Maps an existing segment (a /dev/shm path or /proc/<pid>/fd/<fd> of a memfd).
+    pub fn attach(path: &Path) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening ring segment {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len() as usize;
+        if len < crate::layout::HEADER_LEN {
+            return Err(Error::BadHeader(format!("{} is only {len} bytes", path.display())));
+        }
+        // SAFETY: as in `create`; the header is validated by the caller before use.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
+            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        Ok(Segment { map, file, path: path.to_path_buf(), unlink_on_drop: false })
+    }
+
+    /// Duplicates the fd without CLOEXEC, for handing a memfd to an exec'd child.
+    pub fn inheritable_fd(&self) -> Result<i32> {
+        let fd = nix::unistd::dup(self.file.as_raw_fd()).map_err(|e| Error::io("dup", e))?;
+        // SAFETY: fresh fd from dup, owned here only until into_raw.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(std::os::fd::IntoRawFd::into_raw_fd(owned))
+    }
+
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Removes a named segment's file now (mappings stay valid). No-op for a memfd.
+    pub fn unlink(&mut self) {
+        if self.unlink_on_drop {
+            let _ = std::fs::remove_file(&self.path);
+            self.unlink_on_drop = false;
+        }
+    }
+    /// Stops this handle from unlinking the file on drop (another process owns it now).
+    pub fn keep(&mut self) {
+        self.unlink_on_drop = false;
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Only the creating process unlinks; a forked child inherits the flag, so the ring
+        // clears it after fork (see Ring::forget_ownership_after_fork).
+        if self.unlink_on_drop && self.creator_is_me() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Segment {
+    fn creator_is_me(&self) -> bool {
+        let creator = unsafe { *(self.base().add(crate::layout::H_CREATOR) as *const u32) };
+        creator == std::process::id()
+    }
+}
