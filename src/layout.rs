@@ -45,11 +45,16 @@ pub const KIND_INLINE: u32 = 0;
 pub const KIND_BLOB: u32 = 1;
 pub const KIND_TOMBSTONE: u32 = 2;
 
-// Lease entry.
-pub const LEASE_LEN: usize = 64;
+// Lease entry: who holds it, what it runs since when, and a copy of the item it popped but
+// has not acknowledged yet (so an item is never lost between "popped" and "recorded").
 pub const LEASE_PID: usize = 0;
+pub const LEASE_HELD_LEN: usize = 4;
 pub const LEASE_KEY: usize = 8;
 pub const LEASE_STARTED: usize = 16;
+pub const LEASE_HELD_POS: usize = 24;
+pub const LEASE_HELD_KIND: usize = 32;
+pub const LEASE_HELD: usize = 40;
+pub const HELD_NONE: u32 = u32::MAX;
 
 /// Header at the start of a blob's first chunk: length, chunk count, and the ring position the
 /// blob was published at (tells a live reference from a stale one during healing).
@@ -91,13 +96,17 @@ impl Geometry {
         align(self.cells_off() + self.cap as usize * self.slot_size as usize, 64)
     }
     pub fn table_off(&self) -> usize {
-        align(self.leases_off() + self.leases as usize * LEASE_LEN, 64)
+        align(self.leases_off() + self.leases as usize * self.lease_len(), 64)
     }
     pub fn arena_off(&self) -> usize {
         align(self.table_off() + self.chunks as usize * 8, PAGE)
     }
     pub fn total_len(&self) -> usize {
         align(self.arena_off() + self.chunks as usize * self.chunk_size as usize, PAGE)
+    }
+    /// A lease entry can hold any inline item, so it is as large as a cell's payload plus its header.
+    pub fn lease_len(&self) -> usize {
+        align(LEASE_HELD + self.inline_max(), 64)
     }
     pub fn inline_max(&self) -> usize {
         self.slot_size as usize - CELL_PAYLOAD

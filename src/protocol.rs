@@ -30,9 +30,9 @@ fn index<M: RingMem>(m: &M, pos: u64) -> usize {
     (pos & (m.cap() - 1)) as usize
 }
 
-/// Claims the next free cell for producer `me`, lets `write(idx, pos)` fill it, publishes it.
-/// Returns false when the ring is full.
-pub fn try_push<M: RingMem>(m: &M, me: u32, write: impl FnOnce(usize, u64)) -> bool {
+/// Claims the next free cell for producer `me`: `Some((idx, pos))`, or None when full.
+/// The caller writes the payload, then calls `publish`.
+pub fn claim_push<M: RingMem>(m: &M, me: u32) -> Option<(usize, u64)> {
     loop {
         let pos = m.enq().load(Ordering::Acquire);
         let idx = index(m, pos);
@@ -50,19 +50,35 @@ pub fn try_push<M: RingMem>(m: &M, me: u32, write: impl FnOnce(usize, u64)) -> b
                 .is_ok()
             {
                 let _ = m.enq().compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
-                write(idx, pos);
-                cell.store(pack(pos + 1, 0), Ordering::Release);
-                return true;
+                return Some((idx, pos));
             }
         } else if d < 0 {
             // The consumer of the previous lap has not released this cell yet.
             if m.enq().load(Ordering::Acquire) == pos {
-                return false;
+                return None;
             }
         } else {
             // The position was claimed already; our view of `enq` is stale.
             let _ = m.enq().compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
         }
+    }
+}
+
+/// Makes a claimed, written cell visible to consumers.
+#[inline]
+pub fn publish<M: RingMem>(m: &M, idx: usize, pos: u64) {
+    m.state(idx).store(pack(pos + 1, 0), Ordering::Release);
+}
+
+/// Claims, writes (via `write(idx, pos)`) and publishes one cell. False when the ring is full.
+pub fn try_push<M: RingMem>(m: &M, me: u32, write: impl FnOnce(usize, u64)) -> bool {
+    match claim_push(m, me) {
+        Some((idx, pos)) => {
+            write(idx, pos);
+            publish(m, idx, pos);
+            true
+        }
+        None => false,
     }
 }
 
@@ -73,9 +89,9 @@ pub enum Read<T> {
     Tombstone,
 }
 
-/// Claims the oldest full cell for consumer `me`, lets `read(idx, pos)` take the payload, then
-/// releases the cell for the producers of the next lap. `None` when the ring is empty.
-pub fn try_pop<M: RingMem, T>(m: &M, me: u32, mut read: impl FnMut(usize, u64) -> Read<T>) -> Option<T> {
+/// Claims the oldest full cell for consumer `me`: `Some((idx, pos))`, or None when empty.
+/// The caller reads the payload, then calls `release`.
+pub fn claim_pop<M: RingMem>(m: &M, me: u32) -> Option<(usize, u64)> {
     loop {
         let pos = m.deq().load(Ordering::Acquire);
         let idx = index(m, pos);
@@ -92,12 +108,7 @@ pub fn try_pop<M: RingMem, T>(m: &M, me: u32, mut read: impl FnMut(usize, u64) -
                 .is_ok()
             {
                 let _ = m.deq().compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
-                let got = read(idx, pos);
-                cell.store(pack(pos + m.cap(), 0), Ordering::Release);
-                match got {
-                    Read::Item(t) => return Some(t),
-                    Read::Tombstone => continue,
-                }
+                return Some((idx, pos));
             }
         } else if d < 0 {
             // Empty, or the producer at `pos` is still writing.
@@ -108,6 +119,25 @@ pub fn try_pop<M: RingMem, T>(m: &M, me: u32, mut read: impl FnMut(usize, u64) -
             let _ = m.deq().compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
+}
+
+/// Frees a consumed cell for the producers of the next lap.
+#[inline]
+pub fn release<M: RingMem>(m: &M, idx: usize, pos: u64) {
+    m.state(idx).store(pack(pos + m.cap(), 0), Ordering::Release);
+}
+
+/// Claims the oldest full cell, lets `read(idx, pos)` take the payload, releases the cell.
+/// Skips tombstones. `None` when the ring is empty.
+pub fn try_pop<M: RingMem, T>(m: &M, me: u32, mut read: impl FnMut(usize, u64) -> Read<T>) -> Option<T> {
+    while let Some((idx, pos)) = claim_pop(m, me) {
+        let got = read(idx, pos);
+        release(m, idx, pos);
+        if let Read::Item(t) = got {
+            return Some(t);
+        }
+    }
+    None
 }
 
 /// What `heal` found of a dead process's claims.

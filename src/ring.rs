@@ -5,7 +5,7 @@ use crate::arena::{Arena, Run};
 use crate::error::{Error, Result};
 use crate::futex;
 use crate::layout::*;
-use crate::lease::{Leases, NO_KEY};
+use crate::lease::{Held, Leases, NO_KEY};
 use crate::protocol::{self, Claim, Read, RingMem};
 use crate::segment::Segment;
 use crate::state::{owner_id, pack};
@@ -116,7 +116,9 @@ impl Ring {
             v.a64(cell_off(&geo, i) + CELL_STATE).store(pack(i as u64, 0), Ordering::Relaxed);
         }
         for s in 0..geo.leases as usize {
-            v.a64(geo.leases_off() + s * LEASE_LEN + LEASE_KEY).store(NO_KEY, Ordering::Relaxed);
+            let off = geo.leases_off() + s * geo.lease_len();
+            v.a64(off + LEASE_KEY).store(NO_KEY, Ordering::Relaxed);
+            v.write_u32(off + LEASE_HELD_LEN, HELD_NONE);
         }
         // The magic goes last: an attacher that sees it sees a fully initialised segment.
         v.a64(H_MAGIC).store(MAGIC, Ordering::Release);
@@ -283,23 +285,56 @@ impl Ring {
     /// Pops without waiting. `Ok(None)`: empty for now. `Err(Closed)`: closed and drained (or
     /// aborted), nothing will ever come.
     pub fn try_pop(&self) -> Result<Option<Vec<u8>>> {
+        self.pop_inner(None)
+    }
+
+    /// Like `try_pop`, but a copy of the item stays in lease entry `slot` until `ack(slot)`:
+    /// if this process dies anywhere between the pop and the ack, `heal` hands the item back.
+    pub fn try_pop_leased(&self, slot: u32) -> Result<Option<Vec<u8>>> {
+        self.leases_tbl().check(slot)?;
+        self.pop_inner(Some(slot))
+    }
+
+    /// Drops the copy held in lease entry `slot` (the item was dealt with).
+    pub fn ack(&self, slot: u32) {
+        if let Some(run) = self.leases_tbl().ack(slot) {
+            self.arena().release(me(), run);
+        }
+    }
+
+    fn pop_inner(&self, lease: Option<u32>) -> Result<Option<Vec<u8>>> {
         if self.flags().load(Ordering::Acquire) & FLAG_ABORTED != 0 {
             return Err(Error::Closed);
         }
         let me = me();
         let v = &self.v;
         let arena = self.arena();
+        let leases = self.leases_tbl();
+        if let Some(slot) = lease {
+            // An unacknowledged previous item is acknowledged implicitly by the next pop.
+            self.ack(slot);
+        }
         let mut taken = None;
-        let got = protocol::try_pop(&Mem(v), me, |idx, _pos| {
+        let got = protocol::try_pop(&Mem(v), me, |idx, pos| {
             let off = cell_off(&v.geo, idx);
             match v.read_u32(off + CELL_KIND) {
                 KIND_TOMBSTONE => Read::Tombstone,
                 KIND_BLOB => {
                     let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
-                    taken = Some(run);
-                    Read::Item(arena.take(me, run))
+                    let data = arena.take(me, run);
+                    match lease {
+                        Some(slot) => leases.hold(slot, pos, &Held::Blob(run)),
+                        None => taken = Some(run),
+                    }
+                    Read::Item(data)
                 }
-                _ => Read::Item(v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize)),
+                _ => {
+                    let data = v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize);
+                    if let Some(slot) = lease {
+                        leases.hold(slot, pos, &Held::Inline(data.clone()));
+                    }
+                    Read::Item(data)
+                }
             }
         });
         if let Some(run) = taken {
@@ -318,10 +353,20 @@ impl Ring {
     /// Pops, waiting up to `timeout` (None: forever). `Ok(None)` on timeout, `Err(Closed)` when
     /// the ring is closed and empty.
     pub fn pop(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
+        self.pop_wait(None, timeout)
+    }
+
+    /// Blocking form of `try_pop_leased`.
+    pub fn pop_leased(&self, slot: u32, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
+        self.leases_tbl().check(slot)?;
+        self.pop_wait(Some(slot), timeout)
+    }
+
+    fn pop_wait(&self, lease: Option<u32>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let epoch = self.v.a32(H_NOT_EMPTY_EPOCH).load(Ordering::Acquire);
-            if let Some(item) = self.try_pop()? {
+            if let Some(item) = self.pop_inner(lease)? {
                 return Ok(Some(item));
             }
             let res = self.wait_on(H_NOT_EMPTY_EPOCH, H_NOT_EMPTY_WAITERS, epoch, deadline, || {
@@ -446,18 +491,39 @@ impl Ring {
         let v = &self.v;
         let arena = self.arena();
         let mut rep = HealReport::default();
+        // Leases first: an item both in a claimed cell and in the lease (death between the
+        // two) must be handed back once.
+        let (leases, held) = self.leases_tbl().heal(dead);
+        rep.leases = leases;
+        let mut held_pos = Vec::new();
+        for (pos, item) in held {
+            held_pos.push(pos);
+            match item {
+                Held::Inline(d) => rep.items.push(d),
+                Held::Blob(run) => {
+                    if arena.owned_by_cell(run, pos, dead) {
+                        rep.items.push(arena.read(run));
+                        arena.force_free(run);
+                    }
+                }
+            }
+        }
         protocol::heal(&Mem(v), dead, |claim| match claim {
             Claim::Consumed { idx, pos } => {
                 let off = cell_off(&v.geo, idx);
+                let dup = held_pos.contains(&pos);
                 match v.read_u32(off + CELL_KIND) {
                     KIND_TOMBSTONE => {}
                     KIND_BLOB => {
                         let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
                         if arena.owned_by_cell(run, pos, dead) {
-                            rep.items.push(arena.read(run));
+                            if !dup {
+                                rep.items.push(arena.read(run));
+                            }
                             arena.force_free(run);
                         }
                     }
+                    _ if dup => {}
                     _ => rep.items.push(v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize)),
                 }
             }
@@ -474,7 +540,6 @@ impl Ring {
             }
         });
         rep.chunks_freed = arena.heal(dead);
-        rep.leases = self.leases_tbl().heal(dead);
         self.wake_all();
         rep
     }

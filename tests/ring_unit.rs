@@ -203,3 +203,28 @@ fn leases_record_and_heal() {
     assert_eq!(rep.leases.len(), 4);
     assert!(r.leases().is_empty());
 }
+
+#[test]
+fn leased_pop_is_handed_back_by_heal_until_acked() {
+    let r = Ring::create(None, &small()).unwrap();
+    let slot = r.lease_claim().unwrap();
+    let big = vec![9u8; 10_000];
+    for m in [b"one".to_vec(), big.clone(), b"three".to_vec()] {
+        r.try_push(&m).unwrap();
+    }
+    assert_eq!(r.try_pop_leased(slot).unwrap().unwrap(), b"one");
+    r.ack(slot);
+    assert_eq!(r.try_pop_leased(slot).unwrap().unwrap(), big);
+    assert!(r.arena_used_chunks() > 0, "a held blob stays allocated until ack");
+    // "Die" holding the blob: heal hands it back exactly once and frees its chunks.
+    let rep = r.heal(std::process::id());
+    assert_eq!(rep.items, vec![big]);
+    assert_eq!(r.arena_used_chunks(), 0);
+    let slot = r.lease_claim().unwrap();
+    assert_eq!(r.try_pop_leased(slot).unwrap().unwrap(), b"three");
+    // The next pop acknowledges the previous item implicitly.
+    r.try_push(b"four").unwrap();
+    assert_eq!(r.try_pop_leased(slot).unwrap().unwrap(), b"four");
+    let rep = r.heal(std::process::id());
+    assert_eq!(rep.items, vec![b"four".to_vec()]);
+}
