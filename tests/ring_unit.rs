@@ -126,38 +126,40 @@ fn blocking_push_waits_for_space() {
 
 #[test]
 fn threads_exactly_once() {
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
     let opts = RingOptions { capacity: 64, ..small() };
     let r = Ring::create(None, &opts).unwrap();
     const N: u32 = 20_000;
-    let seen = std::sync::Mutex::new(vec![0u8; (N * 2) as usize]);
+    let seen: Vec<AtomicU8> = (0..N * 2).map(|_| AtomicU8::new(0)).collect();
+    let taken = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for p in 0..2u32 {
-            let r = &r;
-            s.spawn(move || {
-                for i in 0..N {
-                    r.push(&(p * N + i).to_le_bytes(), None).unwrap();
-                }
-            });
-        }
+        let producers: Vec<_> = (0..2u32)
+            .map(|p| {
+                let r = &r;
+                s.spawn(move || {
+                    for i in 0..N {
+                        r.push(&(p * N + i).to_le_bytes(), None).unwrap();
+                    }
+                })
+            })
+            .collect();
         for _ in 0..3 {
             s.spawn(|| {
                 while let Ok(Some(v)) = r.pop(None) {
                     let k = u32::from_le_bytes(v.try_into().unwrap());
-                    seen.lock().unwrap()[k as usize] += 1;
+                    seen[k as usize].fetch_add(1, Ordering::Relaxed);
+                    taken.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
-        // Close once everything was pushed and taken.
-        loop {
-            let done = seen.lock().unwrap().iter().filter(|&&c| c > 0).count();
-            if done == (N * 2) as usize {
-                break;
-            }
-            std::thread::yield_now();
+        for p in producers {
+            p.join().unwrap();
         }
+        // Consumers drain what is left, then see Closed.
         r.close();
     });
-    assert!(seen.lock().unwrap().iter().all(|&c| c == 1));
+    assert_eq!(taken.load(Ordering::Relaxed), (N * 2) as usize);
+    assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) == 1));
 }
 
 #[test]

@@ -127,6 +127,33 @@ impl Ring {
         }
     }
 
+    /// Pops like `pop`, keeping a copy in lease entry `slot` until `ack(slot)` or the next
+    /// leased pop, so `heal` can hand it back if this process dies in between.
+    #[pyo3(signature = (slot, timeout=None))]
+    fn pop_leased<'py>(&self, py: Python<'py>, slot: u32, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if let Some(v) = self.ring.try_pop_leased(slot).map_err(to_py)? {
+            return Ok(Some(PyBytes::new(py, &v)));
+        }
+        let deadline = deadline(timeout)?;
+        loop {
+            let Some(s) = slice(deadline) else { return Ok(None) };
+            match py.detach(|| self.ring.pop_leased(slot, Some(s))).map_err(to_py)? {
+                Some(v) => return Ok(Some(PyBytes::new(py, &v))),
+                None => py.check_signals()?,
+            }
+        }
+    }
+
+    /// Drops the copy held by lease entry `slot`.
+    fn ack(&self, slot: u32) {
+        self.ring.ack(slot)
+    }
+
+    /// Polls before a blocking pop sleeps on the futex (0: never spin).
+    fn set_spin(&self, polls: u32) {
+        self.ring.set_spin(polls)
+    }
+
     fn close(&self) {
         self.ring.close()
     }
