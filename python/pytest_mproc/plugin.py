@@ -1,1 +1,39 @@
-"""pytest entry point of pytest-mproc."""
+"""pytest entry point of pytest-mproc: options, and the switch between inert and parallel.
+
+Without --cores (or with --disable-mproc True) nothing here changes pytest's behaviour."""
+
+from __future__ import annotations
+
+import pytest
+
+from . import options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.addoption(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        disabled = options.parse_bool(config.getoption("mproc_disabled"), "--disable-mproc")
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    cores = config.getoption("mproc_cores")
+    if disabled or cores is None:
+        return
+    try:
+        workers = options.parse_cores(cores)
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    if getattr(config.option, "numprocesses", None) not in (None, 0):
+        raise pytest.UsageError("--cores and xdist's -n/--numprocesses cannot be combined: drop one of them")
+    if config.getoption("usepdb", False):
+        raise pytest.UsageError("--pdb needs a single process: drop --cores (or use --disable-mproc True)")
+    if getattr(config.option, "trace", False):
+        raise pytest.UsageError("--trace needs a single process: drop --cores (or use --disable-mproc True)")
+    from .session import MprocSession
+    from .verbose import log
+
+    log(f"--cores {cores}: {workers} workers")
+    config.pluginmanager.register(MprocSession(config, workers), "mproc-session")

@@ -248,12 +248,23 @@ fn monotonic_ns() -> u64 {
     mproc_core::lease::monotonic_ns()
 }
 
+/// Asks the kernel to send `sig` to this process when its parent dies, so no worker or fork
+/// server outlives a killed main process. Returns the parent pid seen afterwards: if it is not
+/// the expected parent, the parent died before the request took effect.
+#[pyfunction]
+fn set_parent_death_signal(sig: i32) -> PyResult<u32> {
+    let sig = nix::sys::signal::Signal::try_from(sig).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    nix::sys::prctl::set_pdeathsig(sig).map_err(|e| PyOSError::new_err(e.to_string()))?;
+    Ok(nix::unistd::getppid().as_raw() as u32)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ring>()?;
     m.add("RingClosed", m.py().get_type::<RingClosed>())?;
     m.add("RingFull", m.py().get_type::<RingFull>())?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(set_parent_death_signal, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,152 @@
+"""The fork server: a process forked from the main right after collection, while the main is
+still single-threaded and untouched by reporting. It forks every worker (the first N at once,
+replacements on request), reaps them, and tells the main through the results ring when one
+ends. Workers forked from it start pulling tests at once: no interpreter start-up, no imports,
+no re-collection."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+
+from . import _core, messages, worker
+from .verbose import log
+
+
+class ForkServer:
+    """The main's handle on the fork server process."""
+
+    def __init__(self, pid: int, cmd_fd: int) -> None:
+        self.pid = pid
+        self._cmd = cmd_fd
+        self.exit_status: int | None = None
+
+    def spawn(self, wid: str) -> None:
+        os.write(self._cmd, f"S {wid}\n".encode())
+
+    def alive(self) -> bool:
+        if self.exit_status is not None:
+            return False
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return True
+        self.exit_status = status
+        return False
+
+    def shutdown(self) -> None:
+        """Closing the command pipe tells the server to end; it exits once its workers have."""
+        if self._cmd >= 0:
+            os.close(self._cmd)
+            self._cmd = -1
+
+    def kill(self) -> None:
+        """Ends the server and every worker at once (Ctrl-C, fatal errors)."""
+        self.shutdown()
+        if self.exit_status is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait()
+
+    def wait(self) -> None:
+        if self.exit_status is None:
+            _, self.exit_status = os.waitpid(self.pid, 0)
+
+
+def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, rundir: str,
+          testrunuid: str) -> ForkServer:
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.close(w)
+            code = _serve(session, workers, r, tasks, results, rundir, testrunuid)
+        except BaseException as e:  # noqa: BLE001 - a fork server must never return into pytest
+            try:
+                sys.stderr.write(f"pytest-mproc fork server failed: {e!r}\n")
+            except Exception:
+                pass
+        finally:
+            os._exit(code)
+    os.close(r)
+    # Own process group: a terminal Ctrl-C reaches only the main, which then ends the group.
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    return ForkServer(pid, w)
+
+
+def _serve(session, workers, cmd_fd, tasks, results, rundir, testrunuid) -> int:
+    main_pid = os.getppid()
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    if _core.set_parent_death_signal(signal.SIGKILL) != main_pid:
+        return 3
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    me = os.getpid()
+    children: dict[int, tuple[str, int]] = {}  # pidfd -> (wid, pid)
+
+    def spawn(wid: str) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                os.close(cmd_fd)
+                for fd in children:
+                    os.close(fd)
+                code = worker.run(session, wid, workers, tasks, results, rundir, testrunuid, me)
+            except BaseException as e:  # noqa: BLE001
+                _internal_error(results, wid, e)
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        children[os.pidfd_open(pid)] = (wid, pid)
+        log(f"forked worker {wid} as pid {pid}")
+
+    for i in range(workers):
+        spawn(f"gw{i}")
+    buf = b""
+    open_cmd = True
+    while children or open_cmd:
+        fds = list(children) + ([cmd_fd] if open_cmd else [])
+        ready, _, _ = select.select(fds, [], [])
+        for fd in ready:
+            if fd == cmd_fd:
+                data = os.read(cmd_fd, 4096)
+                if not data:
+                    open_cmd = False
+                    continue
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    op, _, arg = line.decode().partition(" ")
+                    if op == "S":
+                        spawn(arg)
+            else:
+                wid, pid = children.pop(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                results.push(messages.encode((messages.DIED, wid, pid, status)))
+    return 0
+
+
+def _internal_error(results: _core.Ring, wid: str, e: BaseException) -> None:
+    import traceback
+
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    try:
+        results.push(messages.encode((messages.INTERNAL, wid, text)), timeout=5)
+    except Exception:
+        sys.stderr.write(text)

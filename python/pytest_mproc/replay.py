@@ -1,0 +1,86 @@
+"""Replays what workers report into the main process's own pytest hooks, so the terminal,
+--junitxml, the --lf cache and any reporting plugin see exactly what a serial run shows."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import time
+import warnings
+
+from _pytest.reports import TestReport
+
+
+def replay_result(config, item, report_dicts: list, warning_tuples: list) -> list:
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    from_serializable = config.hook.pytest_report_from_serializable
+    reports = []
+    for data in report_dicts:
+        rep = from_serializable(config=config, data=data)
+        reports.append(rep)
+        ihook.pytest_runtest_logreport(report=rep)
+    for w in warning_tuples:
+        _replay_warning(config, w)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return reports
+
+
+def _replay_warning(config, w: tuple) -> None:
+    message, cat_module, cat_name, filename, lineno, when, nodeid, location = w
+    category = UserWarning
+    try:
+        category = getattr(importlib.import_module(cat_module), cat_name)
+    except Exception:
+        pass
+    if isinstance(message, str):
+        message = category(message)
+    wm = warnings.WarningMessage(message, category, filename, lineno)
+    config.hook.pytest_warning_recorded.call_historic(
+        kwargs=dict(warning_message=wm, when=when, nodeid=nodeid, location=location)
+    )
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name} (signal {sig})"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+
+def stderr_tail(path: str, max_bytes: int = 8192) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, started: float | None) -> None:
+    """Reports `item` as failed because its worker died while running it."""
+    now = time.time()
+    duration = max(0.0, now - started) if started else 0.0
+    text = f"worker {wid} (pid {pid}) crashed while running this test: {describe_status(status)}"
+    if tail.strip():
+        text += f"\n\n--- last output of worker {wid} on stderr ---\n{tail.rstrip()}"
+    keywords = {k: 1 for k in item.keywords}
+    common = dict(nodeid=item.nodeid, location=item.location, keywords=keywords, user_properties=[])
+    reports = [
+        TestReport(outcome="passed", longrepr=None, when="setup", duration=0.0, start=now, stop=now, **common),
+        TestReport(outcome="failed", longrepr=text, when="call", duration=duration, start=now - duration,
+                   stop=now, **common),
+        TestReport(outcome="passed", longrepr=None, when="teardown", duration=0.0, start=now, stop=now, **common),
+    ]
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for rep in reports:
+        ihook.pytest_runtest_logreport(report=rep)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

@@ -1,0 +1,176 @@
+"""A worker process: forked from the fork server after collection, it pulls units from the
+node ring, runs them through pytest's own runtest protocol and streams the reports back.
+Nothing here re-collects: the worker shares the collected `session.items` with the main."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+
+import pytest
+
+from . import _core, messages
+from .nextitem import LazyNextItem
+from .verbose import keep_terminal_stderr, log
+
+# Plugins whose job is reporting in the main process; in a worker they would only burn CPU
+# (or write files/terminal output the main already writes from the replayed reports).
+_MAIN_ONLY_PLUGINS = ("terminalreporter", "lfplugin", "nfplugin", "stepwiseplugin", "mproc-session")
+
+
+_fault_file = None
+
+
+class _Collector:
+    """Collects what the worker must send for one test: reports and warnings."""
+
+    def __init__(self) -> None:
+        self.reports: list = []
+        self.warnings: list = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report) -> None:
+        self.reports.append(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
+        self.warnings.append(_portable_warning(warning_message, when, nodeid, location))
+
+
+def _portable_warning(wm, when, nodeid, location) -> tuple:
+    message = wm.message
+    try:
+        import pickle
+
+        pickle.dumps(message)
+    except Exception:
+        message = str(message)
+    return (message, getattr(wm.category, "__module__", ""), wm.category.__qualname__,
+            str(wm.filename), wm.lineno, when, nodeid, location)
+
+
+def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int) -> None:
+    """Make this forked copy of the main a proper worker (private capture files, own stderr file,
+    dies with the fork server, no main-only reporting plugins)."""
+    if _core.set_parent_death_signal(signal.SIGKILL) != fork_server_pid:
+        os._exit(3)  # the fork server died while we were being born
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.environ["PTMPROC_WORKER"] = "1"
+    os.environ["PTMPROC_WORKER_ID"] = wid
+    capman = config.pluginmanager.getplugin("capturemanager")
+    capturing = capman is not None and getattr(capman, "_global_capturing", None) is not None
+    if capturing:
+        # The capture tmpfiles are inherited from the main: shared by every worker they
+        # would mix the output of concurrent tests. Drop them without reading them.
+        capman._global_capturing.stop_capturing()
+        capman._global_capturing = None
+    if config.getoption("capture", "fd") != "no":
+        # Output outside tests (and a segfault's traceback) goes to a per-worker file that the
+        # main shows when the worker crashes. Under -s the user wants it on the terminal.
+        keep_terminal_stderr()
+        fd = os.open(os.path.join(rundir, f"{wid}.stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+    # Its own fd: during a test, capture points fd 2 at a capture file, and a segfault's
+    # traceback must still reach the worker's stderr file.
+    global _fault_file
+    _fault_file = os.fdopen(os.dup(2), "w")
+    faulthandler.enable(file=_fault_file, all_threads=True)
+    if capturing:
+        capman.start_global_capturing()
+        capman.suspend_global_capture()
+    pm = config.pluginmanager
+    for name in _MAIN_ONLY_PLUGINS:
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            pm.unregister(plugin)
+    try:
+        from _pytest.junitxml import xml_key
+
+        xml = config.stash.get(xml_key, None)
+        if xml is not None:
+            pm.unregister(xml)
+    except ImportError:
+        pass
+    # -x / --maxfail are decided by the main, over the whole run.
+    config.option.maxfail = 0
+
+
+def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.Ring,
+        rundir: str, testrunuid: str, fork_server_pid: int) -> int:
+    """The worker's whole life; returns its exit code."""
+    config = session.config
+    _isolate_process(config, wid, rundir, fork_server_pid)
+    config.workerinput = {"workerid": wid, "workercount": worker_count, "testrunuid": testrunuid,
+                          "mainargv": list(sys.argv)}
+    collector = _Collector()
+    config.pluginmanager.register(collector, "mproc-worker-collector")
+    to_serializable = config.hook.pytest_report_to_serializable
+    items = session.items
+    slot = tasks.lease_claim()
+    results.push(messages.encode((messages.UP, wid, os.getpid())))
+    log(f"worker {wid} up")
+    prof = None
+    if os.environ.get("PTMPROC_PROFILE_DIR"):
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+    unit = _next_unit(tasks, slot)
+    while unit is not None:
+        lazy = None
+        for pos, index in enumerate(unit):
+            tasks.lease_set(slot, index)
+            item = items[index]
+            if pos + 1 < len(unit):
+                nextitem = items[unit[pos + 1]]
+            else:
+                nextitem = lazy = LazyNextItem(tasks, slot, items)
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            reports = [to_serializable(config=config, report=r) for r in collector.reports]
+            results.push(messages.encode((messages.RESULT, wid, index, reports, collector.warnings)))
+            collector.reports = []
+            collector.warnings = []
+            # Worker-side stop flags mean nothing: the main decides -x for the whole run.
+            session.shouldfail = False
+            session.shouldstop = False
+        tasks.lease_set(slot, None)
+        unit = lazy.take() if lazy is not None else None
+        if unit is None:
+            unit = _next_unit(tasks, slot)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(os.path.join(os.environ["PTMPROC_PROFILE_DIR"], f"{wid}.prof"))
+    _finish_coverage()
+    t = os.times()
+    log(f"worker {wid} done: cpu {t.user + t.system:.2f}s")
+    return 0
+
+
+def _next_unit(tasks: _core.Ring, slot: int) -> list[int] | None:
+    try:
+        data = tasks.pop_leased(slot)
+    except _core.RingClosed:
+        return None
+    return messages.decode_unit(data)
+
+
+def _finish_coverage() -> None:
+    """Save this worker's coverage data to its own file for the main's combine step (the
+    forked collector still points at the main's data file, which it must not clobber)."""
+    try:
+        import coverage
+    except ImportError:
+        return
+    cov = coverage.Coverage.current()
+    if cov is None:
+        return
+    try:
+        cov.stop()
+        data = cov.get_data()
+        out = coverage.CoverageData(basename=cov.config.data_file, suffix=True)
+        out.update(data)
+        out.write()
+    except Exception as e:  # never lose test results over coverage bookkeeping
+        log(f"could not save worker coverage: {e!r}")
