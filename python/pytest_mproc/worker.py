@@ -94,14 +94,20 @@ def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int) -> Non
             pm.unregister(xml)
     except ImportError:
         pass
-    # -x / --maxfail are decided by the main, over the whole run.
+    # -x / --maxfail count failures over the whole run (a counter in the ring header, see
+    # run()); pytest's per-process count in this worker must not stop it on its own.
     config.option.maxfail = 0
+
+
+# Header word of the tasks ring counting failed tests over all workers (for -x / --maxfail).
+FAILURES_WORD = 0
 
 
 def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.Ring,
         rundir: str, testrunuid: str, fork_server_pid: int) -> int:
     """The worker's whole life; returns its exit code."""
     config = session.config
+    maxfail = config.option.maxfail
     _isolate_process(config, wid, rundir, fork_server_pid)
     config.workerinput = {"workerid": wid, "workercount": worker_count, "testrunuid": testrunuid,
                           "mainargv": list(sys.argv)}
@@ -118,7 +124,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
         prof = cProfile.Profile()
         prof.enable()
     unit = _next_unit(tasks, slot)
-    while unit is not None:
+    while unit is not None and not tasks.aborted:
         lazy = None
         for pos, index in enumerate(unit):
             tasks.lease_set(slot, index)
@@ -128,6 +134,10 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
             else:
                 nextitem = lazy = LazyNextItem(tasks, slot, items)
             item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if maxfail and _failed(collector.reports):
+                # Stop new tests everywhere at once instead of waiting for the main to see it.
+                if tasks.user_add(FAILURES_WORD, 1) + 1 >= maxfail:
+                    tasks.abort()
             reports = [to_serializable(config=config, report=r) for r in collector.reports]
             results.push(messages.encode((messages.RESULT, wid, index, reports, collector.warnings)))
             collector.reports = []
@@ -139,6 +149,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
         unit = lazy.take() if lazy is not None else None
         if unit is None:
             unit = _next_unit(tasks, slot)
+    _teardown_all(session)
     if prof is not None:
         prof.disable()
         prof.dump_stats(os.path.join(os.environ["PTMPROC_PROFILE_DIR"], f"{wid}.prof"))
@@ -146,6 +157,19 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     t = os.times()
     log(f"worker {wid} done: cpu {t.user + t.system:.2f}s")
     return 0
+
+
+def _failed(reports) -> bool:
+    """Does this test count as failed for --maxfail (as pytest's Session counts it)?"""
+    return any(r.failed and not hasattr(r, "wasxfail") for r in reports)
+
+
+def _teardown_all(session) -> None:
+    """Tears down fixtures kept up for a next test that will not run here (stop or abort)."""
+    try:
+        session._setupstate.teardown_exact(None)
+    except BaseException as e:  # noqa: BLE001 - nothing to attribute it to any more
+        log(f"teardown after the last test failed: {e!r}")
 
 
 def _next_unit(tasks: _core.Ring, slot: int) -> list[int] | None:

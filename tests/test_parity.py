@@ -1,0 +1,203 @@
+"""A --cores run gives exactly the serial run's outcomes, output, junit and exit code, and runs
+every test exactly once."""
+
+import pytest
+
+from conftest import junit_cases, outcome_lines
+
+SUITE = {
+    "test_mixed": """
+        import pytest, warnings
+
+        @pytest.fixture
+        def broken_setup():
+            raise RuntimeError("setup boom")
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            raise RuntimeError("teardown boom")
+
+        def test_pass(): pass
+        def test_fail(): assert 1 + 1 == 3
+        def test_setup_error(broken_setup): pass
+        def test_teardown_error(broken_teardown): pass
+        @pytest.mark.skip(reason="nope")
+        def test_skip(): pass
+        @pytest.mark.skipif(condition=True, reason="cond")
+        def test_skipif(): pass
+        @pytest.mark.xfail(reason="known")
+        def test_xfail(): assert 0
+        @pytest.mark.xfail(reason="fixed?")
+        def test_xpass(): pass
+        @pytest.mark.xfail(strict=True)
+        def test_xpass_strict(): pass
+        def test_warns():
+            warnings.warn("careful now")
+        def test_output():
+            print("some stdout")
+            import sys; sys.stderr.write("some stderr\\n")
+            assert False, "with output"
+        @pytest.mark.parametrize("n", range(30))
+        def test_param(n): assert n % 7 != 6
+        class TestCls:
+            def test_method(self): pass
+            def test_method_fail(self): raise ValueError("in class")
+    """,
+    "test_other": """
+        def test_other_a(): pass
+        def test_other_b(): pass
+    """,
+}
+
+
+def test_outcomes_match_serial(run, pytester, ledger):
+    pytester.makepyfile(**SUITE)
+    serial = run("-rA", "--junitxml=serial.xml")
+    ledger_serial = ledger.counts()
+    (pytester.path / "ledger.txt").unlink()
+    par = run("-rA", "--junitxml=par.xml", "--cores", "2")
+    assert par.ret == serial.ret == pytest.ExitCode.TESTS_FAILED
+    assert par.parseoutcomes() == serial.parseoutcomes()
+    assert outcome_lines(par) == outcome_lines(serial)
+    assert junit_cases(pytester.path / "par.xml") == junit_cases(pytester.path / "serial.xml")
+    # Exactly once each (the ledger fixture runs once per test that reaches setup).
+    assert ledger.counts() == ledger_serial
+    assert set(ledger.counts().values()) == {1}
+    # Tracebacks, captured output and the warnings summary reach the terminal.
+    out = par.stdout.str()
+    assert "assert (1 + 1) == 3" in out
+    assert "some stdout" in out and "some stderr" in out
+    assert "careful now" in out
+    assert "RuntimeError: teardown boom" in out
+
+
+def test_all_pass_exit_zero_and_uses_several_workers(run, pytester, ledger):
+    pytester.makepyfile(
+        test_many="""
+        import pytest, time
+        @pytest.mark.parametrize("n", range(40))
+        def test_n(n): time.sleep(0.01)
+        """
+    )
+    result = run("--cores", "2")
+    assert result.ret == 0
+    result.assert_outcomes(passed=40)
+    assert len(ledger.pids()) == 2
+
+
+def test_no_tests_collected_exit_code(run, pytester):
+    pytester.makepyfile("x = 1")
+    result = run("--cores", "2")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_keyword_and_marker_selection_apply_once(run, pytester, ledger):
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.slow
+        def test_a_slow(): pass
+        def test_a_fast(): pass
+        def test_b_fast(): pass
+        """
+    )
+    result = run("--cores", "2", "-k", "a_ and not b", "-m", "not slow")
+    result.assert_outcomes(passed=1, deselected=2)
+    assert list(ledger.counts()) == ["test_keyword_and_marker_selection_apply_once.py::test_a_fast"]
+
+
+def test_durations_and_verbose_output(run, pytester):
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass")
+    result = run("--cores", "2", "-v", "--durations=5")
+    out = result.stdout.str()
+    assert "test_a PASSED" in out and "test_b PASSED" in out
+    assert "slowest 5 durations" in out
+
+
+def test_last_failed_cache_works(pytester):
+    pytester.makepyfile("def test_ok(): pass\ndef test_bad(): assert 0")
+    first = pytester.runpytest_subprocess("--cores", "2")
+    first.assert_outcomes(passed=1, failed=1)
+    second = pytester.runpytest_subprocess("--cores", "2", "--lf")
+    second.assert_outcomes(failed=1)
+    assert "rerun previous 1 failure" in second.stdout.str()
+    assert "collected 1 item" in second.stdout.str()
+
+
+def test_collection_error_behaves_as_serial(run, pytester, ledger):
+    pytester.makepyfile(test_good="def test_ok(): pass", test_broken="import nonexistent_module_xyz")
+    serial = run()
+    par = run("--cores", "2")
+    assert par.ret == serial.ret == pytest.ExitCode.INTERRUPTED
+    assert par.parseoutcomes() == serial.parseoutcomes()
+    assert "nonexistent_module_xyz" in par.stdout.str()
+    assert ledger.counts() == {}
+
+
+def test_collect_only_starts_no_workers(run, pytester, monkeypatch):
+    monkeypatch.setenv("PTMPROC_VERBOSE", "1")
+    pytester.makepyfile("def test_a(): pass")
+    result = run("--cores", "2", "--collect-only")
+    assert result.ret == 0
+    assert "test_a" in result.stdout.str()
+    assert "fork server" not in result.stderr.str()
+
+
+def test_output_under_s_reaches_terminal(run, pytester):
+    pytester.makepyfile(
+        """
+        import sys
+        def test_print():
+            print("HELLO-FROM-WORKER-STDOUT")
+            sys.stderr.write("HELLO-FROM-WORKER-STDERR\\n")
+        """
+    )
+    result = run("--cores", "2", "-s")
+    result.assert_outcomes(passed=1)
+    assert "HELLO-FROM-WORKER-STDOUT" in result.stdout.str()
+    assert "HELLO-FROM-WORKER-STDERR" in result.stderr.str()
+
+
+def test_higher_scoped_fixtures_built_once_per_worker(run, pytester, tmp_path):
+    marks = tmp_path / "setups"
+    marks.mkdir()
+    pytester.makepyfile(
+        test_scopes=f"""
+        import os, uuid, pytest
+        MARKS = {str(marks)!r}
+
+        def _mark(kind):
+            open(os.path.join(MARKS, f"{{kind}}-{{os.getpid()}}-{{uuid.uuid4().hex}}"), "w").close()
+
+        @pytest.fixture(scope="session")
+        def sess():
+            _mark("session")
+
+        @pytest.fixture(scope="module")
+        def mod():
+            _mark("module")
+
+        class TestC:
+            @pytest.fixture(scope="class")
+            def cls(self):
+                _mark("class")
+
+            @pytest.mark.parametrize("n", range(30))
+            def test_c(self, n, sess, mod, cls):
+                pass
+
+        @pytest.mark.parametrize("n", range(30))
+        def test_m(n, sess, mod):
+            pass
+        """
+    )
+    result = run("--cores", "2")
+    result.assert_outcomes(passed=60)
+    setups = [p.name.split("-") for p in marks.iterdir()]
+    pids = {pid for _, pid, _ in setups}
+    assert len(pids) == 2
+    for kind in ("session", "module", "class"):
+        per_pid = [sum(1 for k, p, _ in setups if k == kind and p == pid) for pid in pids]
+        # At most once per worker: never rebuilt between consecutive tests.
+        assert all(n <= 1 for n in per_pid), (kind, per_pid)
