@@ -14,5 +14,5 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
   "maturin>=1.5,<2" "pytest>=8" pytest-xdist pytest-cov
 # Editable install, release profile: the extension lands in python/pytest_mproc/.
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-  --config-settings=build-args="--release" -e .
+  -e .
 python3 -c "import pytest_mproc._core"
