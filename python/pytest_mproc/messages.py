@@ -8,6 +8,7 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("U", wid, pid)                                     a worker is up
   ("D", wid, pid, wait_status)                        a worker process ended (from the fork server)
   ("I", wid, text)                                    an internal error in a worker
+  ("F", wid, cpu_seconds, max_rss_kb, pss_kb)         a worker finished its loop (statistics)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ RESULT = "R"
 UP = "U"
 DIED = "D"
 INTERNAL = "I"
+FINISHED = "F"
 
 
 def encode_unit(indices: list[int]) -> bytes:

@@ -5,6 +5,7 @@ units re-queued and a replacement forked."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ class MprocSession:
         self.workers = workers
         self.not_run = 0
         self.crashed: list[str] = []
+        # Per-run statistics (PTMPROC_STATS_FILE writes them as JSON; benches use them).
+        self.stats: dict = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -78,17 +81,21 @@ class _Run:
         leases = max(64, 4 * self.workers)
         cap = 1 << max(1, min(n, 1 << 16) - 1).bit_length()
         self.tasks = _core.Ring.create(capacity=cap, slot_size=64, leases=leases, arena_bytes=4 << 20)
-        self.results = _core.Ring.create(capacity=4096, slot_size=2048, leases=leases, arena_bytes=64 << 20)
+        # Results: a passing test's reports (~1.5 KB pickled) travel inline; big tracebacks go
+        # through the blob arena (memfd pages cost memory only once written).
+        self.results = _core.Ring.create(capacity=512, slot_size=2048, leases=leases, arena_bytes=256 << 20)
 
     def execute(self) -> None:
         self._feed()
         self.fs = forkserver.start(self.session, self.workers, self.tasks, self.results, self.rundir,
                                    uuid.uuid4().hex)
         log(f"fork server pid {self.fs.pid}, {self.workers} workers, {len(self.items)} tests")
+        self.worker_stats: list = []
         try:
             t0, w0 = time.process_time(), time.monotonic()
             self._loop()
-            log(f"main loop cpu {time.process_time() - t0:.2f}s wall {time.monotonic() - w0:.2f}s")
+            cpu, wall = time.process_time() - t0, time.monotonic() - w0
+            log(f"main loop cpu {cpu:.2f}s wall {wall:.2f}s")
             self._finish()
         except BaseException:
             self.tasks.abort()
@@ -97,6 +104,26 @@ class _Run:
         finally:
             shutil.rmtree(self.rundir, ignore_errors=True)
         self.owner.not_run = self.remaining
+        self._write_stats(cpu, wall)
+
+    def _write_stats(self, cpu: float, wall: float) -> None:
+        path = os.environ.get("PTMPROC_STATS_FILE")
+        if not path:
+            return
+        import resource
+
+        stats = {
+            "tests": len(self.items),
+            "workers": self.workers,
+            "main_loop_cpu_s": cpu,
+            "main_loop_wall_s": wall,
+            "main_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "worker_cpu_s": [w[0] for w in self.worker_stats],
+            "worker_max_rss_kb": [w[1] for w in self.worker_stats],
+            "worker_pss_kb": [w[2] for w in self.worker_stats],
+        }
+        with open(path, "w") as f:
+            json.dump(stats, f)
 
     def _feed(self) -> None:
         while self.pending and not self.stopping:
@@ -128,6 +155,8 @@ class _Run:
                 self.live[msg[1]] = msg[2]
             elif kind == messages.DIED:
                 self._on_died(msg[1], msg[2], msg[3])
+            elif kind == messages.FINISHED:
+                self.worker_stats.append(msg[2:])
             elif kind == messages.INTERNAL:
                 raise self.session.Interrupted(f"pytest-mproc: internal error in worker {msg[1]}:\n{msg[2]}")
 
@@ -189,12 +218,19 @@ class _Run:
         self.tasks.close()
         self.fs.shutdown()
         deadline = time.monotonic() + 30
+        nap = _NAP_MIN
         while self.fs.alive() and time.monotonic() < deadline:
-            data = self.results.pop(timeout=0.2)
-            if data is not None:
-                msg = messages.decode(data)
-                if msg[0] == messages.RESULT:
-                    self._on_result(msg[2], msg[3], msg[4])
+            data = self.results.try_pop()
+            if data is None:
+                time.sleep(nap)
+                nap = min(nap * 2, _NAP_MAX)
+                continue
+            nap = _NAP_MIN
+            msg = messages.decode(data)
+            if msg[0] == messages.RESULT:
+                self._on_result(msg[2], msg[3], msg[4])
+            elif msg[0] == messages.FINISHED:
+                self.worker_stats.append(msg[2:])
         if self.fs.alive():
             log("workers did not exit in time; killing them")
             self.fs.kill()

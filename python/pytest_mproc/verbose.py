@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 ENABLED = os.environ.get("PTMPROC_VERBOSE", "0").strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -19,4 +20,4 @@ def keep_terminal_stderr() -> None:
 
 def log(msg: str) -> None:
     if ENABLED:
-        os.write(_fd, f"[pytest-mproc {os.getpid()}] {msg}\n".encode())
+        os.write(_fd, f"[pytest-mproc {os.getpid()} {time.monotonic():.3f}] {msg}\n".encode())

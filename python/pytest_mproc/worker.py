@@ -155,7 +155,23 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
         prof.dump_stats(os.path.join(os.environ["PTMPROC_PROFILE_DIR"], f"{wid}.prof"))
     _finish_coverage()
     t = os.times()
-    log(f"worker {wid} done: cpu {t.user + t.system:.2f}s")
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results.push(messages.encode((messages.FINISHED, wid, t.user + t.system, rss, _pss_kb())))
+    log(f"worker {wid} done: cpu {t.user + t.system:.2f}s, max rss {rss // 1024} MiB")
+    return 0
+
+
+def _pss_kb() -> int:
+    """Proportional set size: memory shared copy-on-write with the main counts only in part."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -183,9 +199,8 @@ def _next_unit(tasks: _core.Ring, slot: int) -> list[int] | None:
 def _finish_coverage() -> None:
     """Save this worker's coverage data to its own file for the main's combine step (the
     forked collector still points at the main's data file, which it must not clobber)."""
-    try:
-        import coverage
-    except ImportError:
+    coverage = sys.modules.get("coverage")
+    if coverage is None:  # not measuring: do not pay for importing it
         return
     cov = coverage.Coverage.current()
     if cov is None:
