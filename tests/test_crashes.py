@@ -89,3 +89,22 @@ def test_crash_in_module_fixture_teardown_is_attributed(run, pytester):
     result = run("--cores", "1")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "exited with code 9" in result.stdout.str()
+
+
+def test_fork_server_death_ends_run_with_clear_error(run, pytester):
+    pytester.makepyfile(
+        """
+        import os, signal, time, pytest
+        def test_kill_fork_server():
+            os.kill(os.getppid(), signal.SIGKILL)  # a worker's parent is the fork server
+            time.sleep(60)
+        @pytest.mark.parametrize("n", range(5))
+        def test_other(n):
+            time.sleep(60)
+        """
+    )
+    result = run("--cores", "2", timeout=60)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "the fork server died (killed by SIGKILL (signal 9))" in out
+    assert "tests have no result" in out

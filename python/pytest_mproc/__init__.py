@@ -1,1 +1,15 @@
-"""pytest-mproc: run a pytest suite in parallel on all cores of one machine and across machines."""
+"""pytest-mproc: run a pytest suite in parallel on all cores of one machine and across machines.
+
+Public API (names as in the original pytest_mproc documentation)::
+
+    import pytest_mproc
+    from pytest_mproc import GroupTag, TestExecutionConstraint, DEFAULT_PRIORITY
+
+    @pytest_mproc.group("db")                      # one unit of work, run serially in one worker
+    @pytest_mproc.priority(DEFAULT_PRIORITY - 2)   # lower value is scheduled first
+    def test_something(): ...
+"""
+
+from .grouping import DEFAULT_PRIORITY, GroupTag, TestExecutionConstraint, group, priority
+
+__all__ = ["DEFAULT_PRIORITY", "GroupTag", "TestExecutionConstraint", "group", "priority"]

@@ -57,6 +57,13 @@ def addoption(parser: pytest.Parser) -> None:
         default="False",
         help="True turns every pytest-mproc behaviour off (overrides --cores)",
     )
+    group.addoption(
+        "--mproc-no-history",
+        dest="mproc_no_history",
+        action="store_true",
+        default=False,
+        help="do not use or record test durations (by default the next run starts the longest tests first)",
+    )
 
 
 def usage_error(msg: str) -> pytest.UsageError:

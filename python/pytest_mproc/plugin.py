@@ -13,8 +13,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoption(parser)
 
 
+def _register_markers(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "mproc_group(name_or_GroupTag, priority=10, restrict_to=SINGLE_PROCESS): "
+        "pytest-mproc: run these tests as one unit of work (see pytest_mproc.group)")
+    config.addinivalue_line(
+        "markers", "mproc_priority(level): pytest-mproc: schedule at this priority, lower first "
+        "(see pytest_mproc.priority)")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _register_markers(config)
     try:
         disabled = options.parse_bool(config.getoption("mproc_disabled"), "--disable-mproc")
     except ValueError as e:

@@ -16,6 +16,8 @@ from collections import deque
 import pytest
 
 from . import _core, forkserver, messages
+from .history import DurationHistory
+from .scheduling import build_units
 from .replay import describe_status, replay_crash, replay_result, stderr_tail
 from .verbose import log
 
@@ -35,6 +37,7 @@ class MprocSession:
         self.crashed: list[str] = []
         # Per-run statistics (PTMPROC_STATS_FILE writes them as JSON; benches use them).
         self.stats: dict = {}
+        self.history = DurationHistory(config)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -44,13 +47,19 @@ class MprocSession:
             )
         if session.config.option.collectonly or not session.items:
             return True
-        units = [[i] for i in range(len(session.items))]
+        units = build_units(session.items, self.history)
         _Run(self, session, units).execute()
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)
         return True
+
+    def pytest_runtest_logreport(self, report):
+        self.history.record(report)
+
+    def pytest_sessionfinish(self, session):
+        self.history.save()
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.not_run:

@@ -127,6 +127,8 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     while unit is not None and not tasks.aborted:
         lazy = None
         for pos, index in enumerate(unit):
+            if pos and tasks.aborted:
+                break  # -x inside a group: its remaining tests are not started
             tasks.lease_set(slot, index)
             item = items[index]
             if pos + 1 < len(unit):

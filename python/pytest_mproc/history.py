@@ -1,0 +1,28 @@
+"""Test duration history in pytest's cache (`.pytest_cache`), so the next run can schedule the
+longest work first. Absent with `-p no:cacheprovider` or `--mproc-no-history`."""
+
+from __future__ import annotations
+
+CACHE_KEY = "pytest_mproc/durations"
+
+
+class DurationHistory:
+    def __init__(self, config) -> None:
+        self._cache = getattr(config, "cache", None)
+        self.enabled = self._cache is not None and not config.getoption("mproc_no_history", False)
+        self.known: dict[str, float] = {}
+        if self.enabled:
+            data = self._cache.get(CACHE_KEY, {})
+            if isinstance(data, dict):
+                self.known = {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
+        self._seen: dict[str, float] = {}
+
+    def record(self, report) -> None:
+        if self.enabled:
+            self._seen[report.nodeid] = self._seen.get(report.nodeid, 0.0) + float(report.duration or 0.0)
+
+    def save(self) -> None:
+        if self.enabled and self._seen:
+            merged = dict(self.known)
+            merged.update(self._seen)
+            self._cache.set(CACHE_KEY, merged)
