@@ -19,7 +19,11 @@ pub mod lease;
 pub mod ring;
 #[cfg(not(loom))]
 pub mod segment;
+#[cfg(not(loom))]
+pub mod store;
 
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use ring::{HealReport, Lease, Ring, RingOptions};
+#[cfg(not(loom))]
+pub use store::Store;

@@ -230,3 +230,22 @@ fn leased_pop_is_handed_back_by_heal_until_acked() {
     let rep = r.heal(std::process::id());
     assert_eq!(rep.items, vec![b"four".to_vec()]);
 }
+
+#[test]
+fn fixture_store_put_get_across_attach() {
+    use mproc_core::Store;
+    let s = Store::create(4, 16 << 20).unwrap();
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| i as u8).collect();
+    s.put("db", b"connection-info").unwrap();
+    s.put("blob", &big).unwrap();
+    let other = Store::attach(s.path()).unwrap();
+    assert_eq!(other.get("db").unwrap(), b"connection-info");
+    assert_eq!(other.get("blob").unwrap(), &big[..]);
+    assert!(other.get("missing").is_none());
+    assert!(s.put("db", b"again").is_err(), "a key is published once");
+    assert_eq!(other.names(), vec!["db".to_string(), "blob".to_string()]);
+    s.put("c", b"").unwrap();
+    s.put("d", b"x").unwrap();
+    assert!(matches!(s.put("e", b"y"), Err(Error::Full)));
+    assert!(matches!(Store::create(4, 10).unwrap().put("big", &[0; 100]), Err(Error::TooLarge { .. })));
+}

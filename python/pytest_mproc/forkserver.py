@@ -56,8 +56,8 @@ class ForkServer:
             _, self.exit_status = os.waitpid(self.pid, 0)
 
 
-def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, rundir: str,
-          testrunuid: str) -> ForkServer:
+def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: _core.Store,
+          rundir: str, testrunuid: str) -> ForkServer:
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -66,7 +66,7 @@ def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, rundir:
         code = 70
         try:
             os.close(w)
-            code = _serve(session, workers, r, tasks, results, rundir, testrunuid)
+            code = _serve(session, workers, r, tasks, results, store, rundir, testrunuid)
         except BaseException as e:  # noqa: BLE001 - a fork server must never return into pytest
             try:
                 sys.stderr.write(f"pytest-mproc fork server failed: {e!r}\n")
@@ -83,7 +83,7 @@ def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, rundir:
     return ForkServer(pid, w)
 
 
-def _serve(session, workers, cmd_fd, tasks, results, rundir, testrunuid) -> int:
+def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid) -> int:
     main_pid = os.getppid()
     try:
         os.setpgid(0, 0)
@@ -103,7 +103,7 @@ def _serve(session, workers, cmd_fd, tasks, results, rundir, testrunuid) -> int:
                 os.close(cmd_fd)
                 for fd in children:
                     os.close(fd)
-                code = worker.run(session, wid, workers, tasks, results, rundir, testrunuid, me)
+                code = worker.run(session, wid, workers, tasks, results, store, rundir, testrunuid, me)
             except BaseException as e:  # noqa: BLE001
                 _internal_error(results, wid, e)
             finally:

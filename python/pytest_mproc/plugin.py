@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from . import options
+from .tmpdirs import mp_tmp_dir, mp_tmp_dir_factory, mp_tmpdir, mp_tmpdir_factory  # noqa: F401 (fixtures)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -15,7 +15,8 @@ from collections import deque
 
 import pytest
 
-from . import _core, forkserver, messages
+from . import _core, fixtures, forkserver, messages
+from .fixture_host import FixtureHost
 from .history import DurationHistory
 from .scheduling import build_units
 from .replay import describe_status, replay_crash, replay_result, stderr_tail
@@ -38,6 +39,7 @@ class MprocSession:
         # Per-run statistics (PTMPROC_STATS_FILE writes them as JSON; benches use them).
         self.stats: dict = {}
         self.history = DurationHistory(config)
+        self.fixture_errors: list[str] = []
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -55,13 +57,22 @@ class MprocSession:
             raise session.Interrupted(session.shouldstop)
         return True
 
+    def pytest_collection_finish(self, session):
+        fixtures.validate()
+
     def pytest_runtest_logreport(self, report):
         self.history.record(report)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):
         self.history.save()
+        if self.fixture_errors and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter):
+        for text in self.fixture_errors:
+            terminalreporter.write_sep("=", "pytest-mproc fixture teardown error", red=True)
+            terminalreporter.write_line(text.rstrip())
         if self.not_run:
             terminalreporter.write_line(
                 f"pytest-mproc: {self.not_run} test{'s' if self.not_run != 1 else ''} not run "
@@ -93,15 +104,23 @@ class _Run:
         # Results: a passing test's reports (~1.5 KB pickled) travel inline; big tracebacks go
         # through the blob arena (memfd pages cost memory only once written).
         self.results = _core.Ring.create(capacity=512, slot_size=2048, leases=leases, arena_bytes=256 << 20)
+        self.store = _core.Store.create()
+        self.host = FixtureHost(self.store)
+        # Which global/node fixtures each unit needs: a unit is queued only once they are set up.
+        self.needs: dict[tuple, list[str]] = {}
 
     def execute(self) -> None:
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None:
+            factory.getbasetemp()  # one run root, made before fork; workers get a subdir each
         self._feed()
-        self.fs = forkserver.start(self.session, self.workers, self.tasks, self.results, self.rundir,
-                                   uuid.uuid4().hex)
+        self.fs = forkserver.start(self.session, self.workers, self.tasks, self.results, self.store,
+                                   self.rundir, uuid.uuid4().hex)
         log(f"fork server pid {self.fs.pid}, {self.workers} workers, {len(self.items)} tests")
         self.worker_stats: list = []
         try:
             t0, w0 = time.process_time(), time.monotonic()
+            self._setup_fixtures()
             self._loop()
             cpu, wall = time.process_time() - t0, time.monotonic() - w0
             log(f"main loop cpu {cpu:.2f}s wall {wall:.2f}s")
@@ -111,6 +130,7 @@ class _Run:
             self.fs.kill()
             raise
         finally:
+            self.owner.fixture_errors += self.host.teardown()
             shutil.rmtree(self.rundir, ignore_errors=True)
         self.owner.not_run = self.remaining
         self._write_stats(cpu, wall)
@@ -134,11 +154,47 @@ class _Run:
         with open(path, "w") as f:
             json.dump(stats, f)
 
+    def _setup_fixtures(self) -> None:
+        """Sets up global/node fixtures in order of first use, queueing the units that become
+        runnable after each one; results arriving meanwhile are replayed."""
+        order = []
+        for unit in self.pending:
+            for name in self._needs(unit):
+                if name not in order:
+                    order.append(name)
+        for name in order:
+            self.host.build(name)
+            self._feed()
+            self._drain()
+
+    def _drain(self) -> None:
+        while (data := self.results.try_pop()) is not None:
+            self._handle(messages.decode(data))
+
+    def _needs(self, unit) -> list[str]:
+        key = tuple(unit)
+        names = self.needs.get(key)
+        if names is None:
+            names = self.needs[key] = sorted({n for i in unit for n in FixtureHost.needed_by(self.items[i])})
+        return names
+
+    def _runnable(self, unit) -> bool:
+        return all(self.host.ready(n) for n in self._needs(unit))
+
     def _feed(self) -> None:
-        while self.pending and not self.stopping:
-            if not self.tasks.try_push(messages.encode_unit(self.pending[0])):
-                return
+        """Queues pending units, in order, whose fixtures are set up, while the ring has room."""
+        if self.stopping:
+            return
+        blocked = []
+        while self.pending:
+            unit = self.pending[0]
+            if not self._runnable(unit):
+                blocked.append(self.pending.popleft())
+                continue
+            if not self.tasks.try_push(messages.encode_unit(unit)):
+                break
             self.pending.popleft()
+        self.pending.extendleft(reversed(blocked))
 
     def _loop(self) -> None:
         try_pop = self.results.try_pop
@@ -156,18 +212,20 @@ class _Run:
                 nap = min(nap * 2, _NAP_MAX)
                 continue
             nap = _NAP_MIN
-            msg = decode(data)
-            kind = msg[0]
-            if kind == messages.RESULT:
-                self._on_result(msg[2], msg[3], msg[4])
-            elif kind == messages.UP:
-                self.live[msg[1]] = msg[2]
-            elif kind == messages.DIED:
-                self._on_died(msg[1], msg[2], msg[3])
-            elif kind == messages.FINISHED:
-                self.worker_stats.append(msg[2:])
-            elif kind == messages.INTERNAL:
-                raise self.session.Interrupted(f"pytest-mproc: internal error in worker {msg[1]}:\n{msg[2]}")
+            self._handle(decode(data))
+
+    def _handle(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == messages.RESULT:
+            self._on_result(msg[2], msg[3], msg[4])
+        elif kind == messages.UP:
+            self.live[msg[1]] = msg[2]
+        elif kind == messages.DIED:
+            self._on_died(msg[1], msg[2], msg[3])
+        elif kind == messages.FINISHED:
+            self.worker_stats.append(msg[2:])
+        elif kind == messages.INTERNAL:
+            raise self.session.Interrupted(f"pytest-mproc: internal error in worker {msg[1]}:\n{msg[2]}")
 
     def _all_reaped(self) -> bool:
         return not self._spawned_unseen

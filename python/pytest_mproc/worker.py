@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from . import _core, messages
+from . import _core, fixtures, messages
 from .nextitem import LazyNextItem
+from .tmpdirs import give_worker_its_own_basetemp
 from .verbose import keep_terminal_stderr, log
 
 # Plugins whose job is reporting in the main process; in a worker they would only burn CPU
@@ -104,11 +105,13 @@ FAILURES_WORD = 0
 
 
 def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.Ring,
-        rundir: str, testrunuid: str, fork_server_pid: int) -> int:
+        store: _core.Store, rundir: str, testrunuid: str, fork_server_pid: int) -> int:
     """The worker's whole life; returns its exit code."""
     config = session.config
     maxfail = config.option.maxfail
     _isolate_process(config, wid, rundir, fork_server_pid)
+    fixtures.use_store(store)
+    give_worker_its_own_basetemp(config, wid)
     config.workerinput = {"workerid": wid, "workercount": worker_count, "testrunuid": testrunuid,
                           "mainargv": list(sys.argv)}
     collector = _Collector()

@@ -1,7 +1,7 @@
 //! `pytest_mproc._core`: the Python face of the Rust core. Thin by design: argument
 //! conversion, GIL release around blocking calls, and exceptions with one-line messages.
 
-use mproc_core::{Error, Ring as CoreRing, RingOptions};
+use mproc_core::{Error, Ring as CoreRing, RingOptions, Store as CoreStore};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -234,6 +234,44 @@ impl Ring {
     }
 }
 
+/// The node's fixture store: named immutable byte values in shared memory, written by the
+/// node's coordinating process and read by its workers without a round trip.
+#[pyclass(module = "pytest_mproc._core", frozen)]
+struct Store {
+    store: CoreStore,
+}
+
+#[pymethods]
+impl Store {
+    #[staticmethod]
+    #[pyo3(signature = (entries=1024, capacity=4usize<<30))]
+    fn create(entries: usize, capacity: usize) -> PyResult<Store> {
+        Ok(Store { store: CoreStore::create(entries, capacity).map_err(to_py)? })
+    }
+    #[staticmethod]
+    fn attach(path: std::path::PathBuf) -> PyResult<Store> {
+        Ok(Store { store: CoreStore::attach(&path).map_err(to_py)? })
+    }
+    #[getter]
+    fn path(&self) -> String {
+        self.store.path().display().to_string()
+    }
+    /// Publishes `value` under `name` (once per name).
+    fn put(&self, name: &str, value: &[u8]) -> PyResult<()> {
+        self.store.put(name, value).map_err(to_py)
+    }
+    /// The value published under `name`, or None.
+    fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyBytes>> {
+        self.store.get(name).map(|v| PyBytes::new(py, v))
+    }
+    fn names(&self) -> Vec<String> {
+        self.store.names()
+    }
+    fn __contains__(&self, name: &str) -> bool {
+        self.store.get(name).is_some()
+    }
+}
+
 fn check_word(i: usize) -> PyResult<()> {
     if i < mproc_core::layout::USER_WORDS {
         Ok(())
@@ -261,6 +299,7 @@ fn set_parent_death_signal(sig: i32) -> PyResult<u32> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ring>()?;
+    m.add_class::<Store>()?;
     m.add("RingClosed", m.py().get_type::<RingClosed>())?;
     m.add("RingFull", m.py().get_type::<RingFull>())?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
