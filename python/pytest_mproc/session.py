@@ -19,7 +19,7 @@ from . import _core, fixtures, forkserver, messages
 from .fixture_host import FixtureHost
 from .history import DurationHistory
 from .scheduling import build_units
-from .replay import describe_status, replay_crash, replay_result, stderr_tail
+from .replay import describe_status, replay_crash, replay_result, report_decoder, stderr_tail
 from .verbose import log
 
 # The main does not sleep on the results ring's futex while tests run: every result would
@@ -97,6 +97,7 @@ class _Run:
         self.next_wid = self.workers
         self.stopping = False
         self.rundir = tempfile.mkdtemp(prefix="pytest-mproc-")
+        self.decode_report = report_decoder(self.config)
         n = len(units)
         leases = max(64, 4 * self.workers)
         cap = 1 << max(1, min(n, 1 << 16) - 1).bit_length()
@@ -237,7 +238,7 @@ class _Run:
             return
         self.done[index] = 1
         self.remaining -= 1
-        replay_result(self.config, self.items[index], reports, warnings)
+        replay_result(self.config, self.items[index], reports, warnings, self.decode_report)
         if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
             self._stop()
         else:

@@ -13,6 +13,7 @@ import pytest
 
 from . import _core, fixtures, messages
 from .nextitem import LazyNextItem
+from .replay import only_pytest_implements
 from .tmpdirs import give_worker_its_own_basetemp
 from .verbose import keep_terminal_stderr, log
 
@@ -116,7 +117,14 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
                           "mainargv": list(sys.argv)}
     collector = _Collector()
     config.pluginmanager.register(collector, "mproc-worker-collector")
-    to_serializable = config.hook.pytest_report_to_serializable
+    hook = config.hook.pytest_report_to_serializable
+    if only_pytest_implements(hook):
+        def to_serializable(config, report):
+            data = report._to_json()
+            data["$report_type"] = type(report).__name__
+            return data
+    else:
+        to_serializable = hook
     items = session.items
     slot = tasks.lease_claim()
     results.push(messages.encode((messages.UP, wid, os.getpid())))
