@@ -12,11 +12,16 @@ import warnings
 from _pytest.reports import TestReport
 
 
+# pytest's own implementations of the report (de)serializing hooks: `reports` handles plain
+# TestReports, `subtests` (pytest >= 9) only its SubtestReport type.
+_PYTEST_REPORT_IMPLS = {"_pytest.reports", "_pytest.subtests"}
+
+
 def only_pytest_implements(hook) -> bool:
-    """True when pytest's own reports module is the only implementation of a (de)serializing
-    hook: then calling it directly skips a plugin dispatch per report, with the same result."""
-    impls = hook.get_hookimpls()
-    return len(impls) == 1 and getattr(impls[0].plugin, "__name__", "") == "_pytest.reports"
+    """True when only pytest itself implements a report (de)serializing hook: then a plain
+    TestReport can be converted directly, skipping a plugin dispatch per report, with the
+    same result."""
+    return all(getattr(i.plugin, "__name__", "") in _PYTEST_REPORT_IMPLS for i in hook.get_hookimpls())
 
 
 def report_decoder(config):

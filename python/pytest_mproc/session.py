@@ -218,7 +218,7 @@ class _Run:
     def _handle(self, msg: tuple) -> None:
         kind = msg[0]
         if kind == messages.RESULT:
-            self._on_result(msg[2], msg[3], msg[4])
+            self._on_result(msg[2], msg[3], msg[4], msg[5])
         elif kind == messages.UP:
             self.live[msg[1]] = msg[2]
         elif kind == messages.DIED:
@@ -233,9 +233,13 @@ class _Run:
 
     _spawned_unseen = 0
 
-    def _on_result(self, index: int, reports: list, warnings: list) -> None:
+    def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
         if self.done[index]:
             return
+        item = self.items[index]
+        if "location" not in item.__dict__:
+            # The worker computed it already (it is a cached property, costly to recompute).
+            item.__dict__["location"] = location
         self.done[index] = 1
         self.remaining -= 1
         replay_result(self.config, self.items[index], reports, warnings, self.decode_report)
@@ -296,7 +300,7 @@ class _Run:
             nap = _NAP_MIN
             msg = messages.decode(data)
             if msg[0] == messages.RESULT:
-                self._on_result(msg[2], msg[3], msg[4])
+                self._on_result(msg[2], msg[3], msg[4], msg[5])
             elif msg[0] == messages.FINISHED:
                 self.worker_stats.append(msg[2:])
         if self.fs.alive():

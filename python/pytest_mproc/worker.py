@@ -119,9 +119,13 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     config.pluginmanager.register(collector, "mproc-worker-collector")
     hook = config.hook.pytest_report_to_serializable
     if only_pytest_implements(hook):
+        from _pytest.reports import TestReport
+
         def to_serializable(config, report):
+            if type(report) is not TestReport:
+                return hook(config=config, report=report)
             data = report._to_json()
-            data["$report_type"] = type(report).__name__
+            data["$report_type"] = "TestReport"
             return data
     else:
         to_serializable = hook
@@ -152,7 +156,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
                 if tasks.user_add(FAILURES_WORD, 1) + 1 >= maxfail:
                     tasks.abort()
             reports = [to_serializable(config=config, report=r) for r in collector.reports]
-            results.push(messages.encode((messages.RESULT, wid, index, reports, collector.warnings)))
+            results.push(messages.encode((messages.RESULT, wid, index, reports, collector.warnings, item.location)))
             collector.reports = []
             collector.warnings = []
             # Worker-side stop flags mean nothing: the main decides -x for the whole run.
