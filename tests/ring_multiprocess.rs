@@ -178,7 +178,19 @@ fn sigkill_consumers_at_random_points() {
             }
         }
         start_consumer(&mut consumers);
-        assert!(producer.wait().unwrap().success(), "producer stalled or failed in round {round}");
+        // A stalled ring would leave the producer blocked forever: fail instead of hanging.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = producer.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = producer.kill();
+                panic!("ring stalled: producer of round {round} still blocked after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(status.success(), "producer failed in round {round}");
     }
     ring.close();
     for (mut c, _) in consumers {

@@ -249,3 +249,40 @@ def test_crash_inside_group_requeues_rest_of_group(run, pytester, glog):
     assert [r[0] for r in rows] == ["g1", "g2", "g3", "g4"]
     # The rest of the group ran together, in a fresh worker.
     assert rows[2][1] == rows[3][1] != rows[1][1]
+
+
+def test_failing_grouped_test_does_not_stop_its_group(run, pytester, glog):
+    pytester.makepyfile(
+        test_gf="""
+        import pytest_mproc
+        from glogger import rec
+
+        @pytest_mproc.group("g")
+        def test_1(): rec("g1"); assert False
+        @pytest_mproc.group("g")
+        def test_2(): rec("g2")
+        @pytest_mproc.group("g")
+        def test_3(): rec("g3")
+        """
+    )
+    result = run("--cores", "2")
+    result.assert_outcomes(passed=2, failed=1)
+    assert [r[0] for r in glog()] == ["g1", "g2", "g3"]
+
+
+def test_exitfirst_stops_inside_a_group(run, pytester, glog):
+    pytester.makepyfile(
+        test_gx="""
+        import pytest_mproc
+        from glogger import rec
+
+        @pytest_mproc.group("g")
+        def test_1(): rec("g1"); assert False
+        @pytest_mproc.group("g")
+        def test_2(): rec("g2")
+        """
+    )
+    result = run("--cores", "2", "-x")
+    result.assert_outcomes(failed=1)
+    assert [r[0] for r in glog()] == ["g1"]
+    assert "1 test not run" in result.stdout.str()

@@ -114,34 +114,14 @@ impl Ring {
     /// closed and drained. The GIL is released while waiting and signals are checked every 100 ms.
     #[pyo3(signature = (timeout=None))]
     fn pop<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        if let Some(v) = self.ring.try_pop().map_err(to_py)? {
-            return Ok(Some(PyBytes::new(py, &v)));
-        }
-        let deadline = deadline(timeout)?;
-        loop {
-            let Some(s) = slice(deadline) else { return Ok(None) };
-            match py.detach(|| self.ring.pop(Some(s))).map_err(to_py)? {
-                Some(v) => return Ok(Some(PyBytes::new(py, &v))),
-                None => py.check_signals()?,
-            }
-        }
+        self.wait_pop(py, None, timeout)
     }
 
     /// Pops like `pop`, keeping a copy in lease entry `slot` until `ack(slot)` or the next
     /// leased pop, so `heal` can hand it back if this process dies in between.
     #[pyo3(signature = (slot, timeout=None))]
     fn pop_leased<'py>(&self, py: Python<'py>, slot: u32, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        if let Some(v) = self.ring.try_pop_leased(slot).map_err(to_py)? {
-            return Ok(Some(PyBytes::new(py, &v)));
-        }
-        let deadline = deadline(timeout)?;
-        loop {
-            let Some(s) = slice(deadline) else { return Ok(None) };
-            match py.detach(|| self.ring.pop_leased(slot, Some(s))).map_err(to_py)? {
-                Some(v) => return Ok(Some(PyBytes::new(py, &v))),
-                None => py.check_signals()?,
-            }
-        }
+        self.wait_pop(py, Some(slot), timeout)
     }
 
     /// Drops the copy held by lease entry `slot`.
@@ -269,6 +249,31 @@ impl Store {
     }
     fn __contains__(&self, name: &str) -> bool {
         self.store.get(name).is_some()
+    }
+}
+
+impl Ring {
+    /// A pop without waiting first; then waits in GIL-free slices, checking for signals between.
+    fn wait_pop<'py>(&self, py: Python<'py>, lease: Option<u32>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let now = match lease {
+            Some(slot) => self.ring.try_pop_leased(slot),
+            None => self.ring.try_pop(),
+        };
+        if let Some(v) = now.map_err(to_py)? {
+            return Ok(Some(PyBytes::new(py, &v)));
+        }
+        let deadline = deadline(timeout)?;
+        loop {
+            let Some(s) = slice(deadline) else { return Ok(None) };
+            let got = py.detach(|| match lease {
+                Some(slot) => self.ring.pop_leased(slot, Some(s)),
+                None => self.ring.pop(Some(s)),
+            });
+            match got.map_err(to_py)? {
+                Some(v) => return Ok(Some(PyBytes::new(py, &v))),
+                None => py.check_signals()?,
+            }
+        }
     }
 }
 
