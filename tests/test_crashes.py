@@ -108,3 +108,19 @@ def test_fork_server_death_ends_run_with_clear_error(run, pytester):
     out = result.stdout.str()
     assert "the fork server died (killed by SIGKILL (signal 9))" in out
     assert "tests have no result" in out
+
+
+def test_workers_dying_outside_tests_end_the_run_clearly(run, pytester):
+    pytester.makeconftest(
+        """
+        import os
+        MAIN = os.getpid()
+        # A library whose at-fork handler breaks: every worker (a grandchild of the main)
+        # dies the moment it is forked, before it can run anything.
+        os.register_at_fork(after_in_child=lambda: os.getppid() != MAIN and os._exit(7))
+        """
+    )
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass")
+    result = run("--cores", "2", timeout=60)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "workers keep dying outside any test" in result.stdout.str()

@@ -96,6 +96,7 @@ class _Run:
         self.started: dict[str, float] = {}
         self.next_wid = self.workers
         self.stopping = False
+        self.fruitless_deaths = 0
         self.rundir = tempfile.mkdtemp(prefix="pytest-mproc-")
         self.decode_report = report_decoder(self.config)
         n = len(units)
@@ -201,7 +202,7 @@ class _Run:
         try_pop = self.results.try_pop
         decode = messages.decode
         nap = _NAP_MIN
-        while self.remaining and not (self.stopping and not self.live and self._all_reaped()):
+        while self.remaining and not (self.stopping and not self.live):
             data = try_pop()
             if data is None:
                 if not self.fs.alive():
@@ -228,11 +229,6 @@ class _Run:
         elif kind == messages.INTERNAL:
             raise self.session.Interrupted(f"pytest-mproc: internal error in worker {msg[1]}:\n{msg[2]}")
 
-    def _all_reaped(self) -> bool:
-        return not self._spawned_unseen
-
-    _spawned_unseen = 0
-
     def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
         if self.done[index]:
             return
@@ -242,6 +238,7 @@ class _Run:
             item.__dict__["location"] = location
         self.done[index] = 1
         self.remaining -= 1
+        self.fruitless_deaths = 0
         replay_result(self.config, self.items[index], reports, warnings, self.decode_report)
         if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
             self._stop()
@@ -273,6 +270,16 @@ class _Run:
                 self._stop()
         elif status != 0:
             log(f"worker {wid} (pid {pid}) {describe_status(status)} between tests")
+            # Workers that die outside any test, again and again, with no test finishing in
+            # between (a plugin or conftest that breaks in a forked process): give up clearly
+            # rather than fork replacements forever.
+            self.fruitless_deaths += 1
+            if self.fruitless_deaths > 2 * self.workers + 2:
+                tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr")).rstrip()
+                raise self.session.Interrupted(
+                    f"pytest-mproc: workers keep dying outside any test (last: {wid} {describe_status(status)}); "
+                    f"{self.remaining} tests have no result" + (f"\n{tail}" if tail else "")
+                )
         for raw in items:
             unit = [i for i in messages.decode_unit(raw) if not self.done[i]]
             if unit:
