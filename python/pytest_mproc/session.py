@@ -127,9 +127,11 @@ class _Run:
             cpu, wall = time.process_time() - t0, time.monotonic() - w0
             log(f"main loop cpu {cpu:.2f}s wall {wall:.2f}s")
             self._finish()
-        except BaseException:
+        except BaseException as e:
             self.tasks.abort()
             self.fs.kill()
+            if isinstance(e, KeyboardInterrupt):
+                self._replay_finished()
             raise
         finally:
             self.owner.fixture_errors += self.host.teardown()
@@ -168,6 +170,17 @@ class _Run:
             self.host.build(name)
             self._feed()
             self._drain()
+
+    def _replay_finished(self) -> None:
+        """After Ctrl-C (workers already killed): report what had finished, for the summary."""
+        self.stopping = True  # nothing is queued any more
+        try:
+            while (data := self.results.try_pop()) is not None:
+                msg = messages.decode(data)
+                if msg[0] == messages.RESULT:
+                    self._on_result(msg[2], msg[3], msg[4], msg[5])
+        except Exception as e:  # the interrupt matters more than a half-written result
+            log(f"could not replay the last results: {e!r}")
 
     def _drain(self) -> None:
         while (data := self.results.try_pop()) is not None:
