@@ -10,6 +10,7 @@ pub mod layout;
 pub mod protocol;
 pub mod state;
 pub mod sync;
+pub mod wire;
 
 #[cfg(not(loom))]
 pub mod arena;
