@@ -3,6 +3,7 @@
 //! bindings crate (`python/`) and the bridge crate (`bridge/`) build on this one.
 
 pub mod error;
+#[cfg(not(loom))]
 pub mod futex;
 #[cfg(not(loom))]
 pub mod view;
