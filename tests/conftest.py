@@ -57,6 +57,25 @@ def ledger(pytester, monkeypatch):
     return Ledger()
 
 
+@pytest.fixture
+def event_log(pytester, monkeypatch):
+    """event_log(ENV, module, source) -> read(): helper `source` becomes importable as `module` in
+    the generated suite, ENV names a file its tests append rows to; read() returns the rows split
+    on whitespace."""
+
+    def make(env: str, module: str, source: str):
+        path = pytester.path / f"{env.lower()}.txt"
+        monkeypatch.setenv(env, str(path))
+        pytester.makepyfile(**{module: source})
+
+        def read() -> list[list[str]]:
+            return [l.split() for l in path.read_text().splitlines()] if path.exists() else []
+
+        return read
+
+    return make
+
+
 def junit_cases(path) -> dict[str, str]:
     """nodeid-ish name -> outcome tag ('passed', 'failure', 'error', 'skipped') from a junit file."""
     root = ET.parse(path).getroot()

@@ -23,15 +23,8 @@ def barrier(name, n):
 
 
 @pytest.fixture
-def fxlog(pytester, monkeypatch):
-    path = pytester.path / "fxlog.txt"
-    monkeypatch.setenv("FXLOG", str(path))
-    pytester.makepyfile(fxcommon=COMMON)
-
-    def read():
-        return [l.split() for l in path.read_text().splitlines()] if path.exists() else []
-
-    return read
+def fxlog(event_log):
+    return event_log("FXLOG", "fxcommon", COMMON)
 
 
 def test_global_fixture_runs_once_even_when_all_workers_ask_at_once(run, pytester, fxlog):

@@ -16,16 +16,9 @@ def rec_span(name, secs):
 
 
 @pytest.fixture
-def glog(pytester, monkeypatch):
-    path = pytester.path / "glog.txt"
-    monkeypatch.setenv("GLOG", str(path))
-    pytester.makepyfile(glogger=LOG_HELPER)
-
-    def read():
-        rows = [l.split() for l in path.read_text().splitlines()] if path.exists() else []
-        return [(n, int(p), float(s), float(e)) for n, p, s, e in rows]
-
-    return read
+def glog(event_log):
+    rows = event_log("GLOG", "glogger", LOG_HELPER)
+    return lambda: [(n, int(p), float(s), float(e)) for n, p, s, e in rows()]
 
 
 def test_group_is_one_atomic_unit_in_priority_order(run, pytester, glog):
