@@ -2,6 +2,7 @@
 //! the processes of one node, with leases and crash healing. No Python in here: the
 //! bindings crate (`python/`) and the bridge crate (`bridge/`) build on this one.
 
+pub mod auth;
 pub mod error;
 #[cfg(not(loom))]
 pub mod futex;
