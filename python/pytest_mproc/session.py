@@ -23,9 +23,10 @@ from .replay import describe_status, replay_crash, replay_result, report_decoder
 from .verbose import log
 
 # The main does not sleep on the results ring's futex while tests run: every result would
-# then wake it, and on a machine with as many busy workers as cores each wake-up preempts a
-# worker to replay a single test. It naps instead and drains whatever arrived in one go
-# (measured on 2 cores, 2000 trivial tests: ~2000 context switches fewer, see docs/design.md).
+# then cost a futex wake in the worker and a wake-up of the main, which on a machine with as
+# many busy workers as cores preempts a worker to replay a single test. It naps instead and
+# drains whatever arrived in one go. (On the 2-core VM the two gave the same wall time for
+# 2000 trivial tests; napping keeps workers free of wake-up syscalls.)
 _NAP_MIN = 0.0005
 _NAP_MAX = 0.01
 
@@ -36,8 +37,6 @@ class MprocSession:
         self.workers = workers
         self.not_run = 0
         self.crashed: list[str] = []
-        # Per-run statistics (PTMPROC_STATS_FILE writes them as JSON; benches use them).
-        self.stats: dict = {}
         self.history = DurationHistory(config)
         self.fixture_errors: list[str] = []
 
@@ -93,7 +92,6 @@ class _Run:
         self.remaining = len(self.items)
         self.workers = min(owner.workers, len(units))
         self.live: dict[str, int] = {}
-        self.started: dict[str, float] = {}
         self.next_wid = self.workers
         self.stopping = False
         self.fruitless_deaths = 0
@@ -318,11 +316,7 @@ class _Run:
                 nap = min(nap * 2, _NAP_MAX)
                 continue
             nap = _NAP_MIN
-            msg = messages.decode(data)
-            if msg[0] == messages.RESULT:
-                self._on_result(msg[2], msg[3], msg[4], msg[5])
-            elif msg[0] == messages.FINISHED:
-                self.worker_stats.append(msg[2:])
+            self._handle(messages.decode(data))
         if self.fs.alive():
             log("workers did not exit in time; killing them")
             self.fs.kill()
