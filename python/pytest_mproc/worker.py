@@ -117,18 +117,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
                           "mainargv": list(sys.argv)}
     collector = _Collector()
     config.pluginmanager.register(collector, "mproc-worker-collector")
-    hook = config.hook.pytest_report_to_serializable
-    if only_pytest_implements(hook):
-        from _pytest.reports import TestReport
-
-        def to_serializable(config, report):
-            if type(report) is not TestReport:
-                return hook(config=config, report=report)
-            data = report._to_json()
-            data["$report_type"] = "TestReport"
-            return data
-    else:
-        to_serializable = hook
+    to_serializable = _serializer(config)
     items = session.items
     slot = tasks.lease_claim()
     results.push(messages.encode((messages.UP, wid, os.getpid())))
@@ -155,7 +144,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
                 # Stop new tests everywhere at once instead of waiting for the main to see it.
                 if tasks.user_add(FAILURES_WORD, 1) + 1 >= maxfail:
                     tasks.abort()
-            reports = [to_serializable(config=config, report=r) for r in collector.reports]
+            reports = [to_serializable(r) for r in collector.reports]
             results.push(messages.encode((messages.RESULT, wid, index, reports, collector.warnings, item.location)))
             collector.reports = []
             collector.warnings = []
@@ -178,6 +167,24 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     results.push(messages.encode((messages.FINISHED, wid, t.user + t.system, rss, _pss_kb())))
     log(f"worker {wid} done: cpu {t.user + t.system:.2f}s, max rss {rss // 1024} MiB")
     return 0
+
+
+def _serializer(config):
+    """report -> dict, as pytest_report_to_serializable makes it (directly when only pytest
+    implements that hook: one plugin dispatch less per report)."""
+    hook = config.hook.pytest_report_to_serializable
+    if not only_pytest_implements(hook):
+        return lambda report: hook(config=config, report=report)
+    from _pytest.reports import TestReport
+
+    def to_serializable(report):
+        if type(report) is not TestReport:
+            return hook(config=config, report=report)
+        data = report._to_json()
+        data["$report_type"] = "TestReport"
+        return data
+
+    return to_serializable
 
 
 def _pss_kb() -> int:
