@@ -88,6 +88,12 @@ fn cell_off(geo: &Geometry, idx: usize) -> usize {
     geo.cells_off() + idx * geo.slot_size as usize
 }
 
+/// The blob reference stored in the cell at `off` (meaningful when its kind is KIND_BLOB).
+#[inline]
+fn cell_run(v: &View, off: usize) -> Run {
+    Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16))
+}
+
 fn me() -> u32 {
     owner_id(std::process::id())
 }
@@ -240,6 +246,13 @@ impl Ring {
         }
     }
 
+    /// Frees the blob of a payload that was prepared but never published.
+    fn discard(&self, me: u32, p: Option<Payload>) {
+        if let Some(Payload::Blob(run)) = p {
+            self.arena().release(me, run);
+        }
+    }
+
     /// Pushes without waiting: `Err(Full)` when no cell (or arena space) is free.
     pub fn try_push(&self, data: &[u8]) -> Result<()> {
         if self.is_closed() {
@@ -250,9 +263,7 @@ impl Ring {
         if self.publish(me, &p) {
             return Ok(());
         }
-        if let Payload::Blob(run) = p {
-            self.arena().release(me, run);
-        }
+        self.discard(me, Some(p));
         Err(Error::Full)
     }
 
@@ -263,9 +274,7 @@ impl Ring {
         let mut prepared: Option<Payload> = None;
         loop {
             if self.is_closed() {
-                if let Some(Payload::Blob(run)) = prepared {
-                    self.arena().release(me, run);
-                }
+                self.discard(me, prepared);
                 return Err(Error::Closed);
             }
             if prepared.is_none() {
@@ -285,9 +294,7 @@ impl Ring {
                 self.is_closed() || protocol::len(&Mem(&self.v)) < self.v.geo.cap as u64
             });
             if res == futex::Wait::TimedOut {
-                if let Some(Payload::Blob(run)) = prepared {
-                    self.arena().release(me, run);
-                }
+                self.discard(me, prepared);
                 return Err(Error::Timeout);
             }
         }
@@ -333,7 +340,7 @@ impl Ring {
             match v.read_u32(off + CELL_KIND) {
                 KIND_TOMBSTONE => Read::Tombstone,
                 KIND_BLOB => {
-                    let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
+                    let run = cell_run(v, off);
                     let data = arena.take(me, run);
                     match lease {
                         Some(slot) => leases.hold(slot, pos, &Held::Blob(run)),
@@ -537,7 +544,7 @@ impl Ring {
                 match v.read_u32(off + CELL_KIND) {
                     KIND_TOMBSTONE => {}
                     KIND_BLOB => {
-                        let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
+                        let run = cell_run(v, off);
                         if arena.owned_by_cell(run, pos, dead) {
                             if !dup {
                                 rep.items.push(arena.read(run));
@@ -552,7 +559,7 @@ impl Ring {
             Claim::Producing { idx, pos } => {
                 let off = cell_off(&v.geo, idx);
                 if v.read_u32(off + CELL_KIND) == KIND_BLOB {
-                    let run = Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16));
+                    let run = cell_run(v, off);
                     if arena.owned_by_cell(run, pos, dead) {
                         arena.force_free(run);
                     }

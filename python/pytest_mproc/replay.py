@@ -35,17 +35,20 @@ def report_decoder(config):
     return lambda data: hook(config=config, data=data)
 
 
-def replay_result(config, item, report_dicts: list, warning_tuples: list, decode) -> list:
+def _log_test(config, item, reports, warning_tuples=()) -> None:
+    """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish."""
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    reports = []
-    for data in report_dicts:
-        rep = decode(data)
-        reports.append(rep)
+    for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
     for w in warning_tuples:
         _replay_warning(config, w)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+def replay_result(config, item, report_dicts: list, warning_tuples: list, decode) -> list:
+    reports = [decode(data) for data in report_dicts]
+    _log_test(config, item, reports, warning_tuples)
     return reports
 
 
@@ -101,8 +104,4 @@ def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, start
                    stop=now, **common),
         TestReport(outcome="passed", longrepr=None, when="teardown", duration=0.0, start=now, stop=now, **common),
     ]
-    ihook = item.ihook
-    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    for rep in reports:
-        ihook.pytest_runtest_logreport(report=rep)
-    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    _log_test(config, item, reports)
