@@ -1,8 +1,8 @@
 //! Authentication of multi-host peers before any payload is decoded: HMAC-SHA256
 //! challenge-response over the run's shared token.
 //!
-//! The verifier sends a fresh random nonce; the prover answers HMAC(token, role || nonce). The
-//! role label ("bridge" / "main") differs per direction, so a peer cannot reflect a challenge
+//! Mutual: each side sends a fresh random nonce and the other answers HMAC(token, role || nonce).
+//! The role label (client / server) differs per direction, so a peer cannot reflect a challenge
 //! back to its sender; comparison is constant-time. The token never crosses the wire.
 
 use hmac::{Hmac, Mac};
@@ -10,8 +10,10 @@ use sha2::Sha256;
 
 pub const NONCE_LEN: usize = 32;
 pub const TOKEN_LEN: usize = 32;
-pub const ROLE_BRIDGE: &[u8] = b"pytest-mproc bridge v1";
-pub const ROLE_MAIN: &[u8] = b"pytest-mproc main v1";
+/// Label of proofs made by connecting peers (bridges, a remote main).
+pub const ROLE_CLIENT: &[u8] = b"pytest-mproc client v1";
+/// Label of proofs made by the coordinator that accepted the connection.
+pub const ROLE_SERVER: &[u8] = b"pytest-mproc server v1";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -73,12 +75,12 @@ mod tests {
     fn right_token_passes_wrong_token_and_reflection_fail() {
         let token = random_token();
         let nonce = new_nonce();
-        let p = prove(&token, ROLE_BRIDGE, &nonce);
-        assert!(verify(&token, ROLE_BRIDGE, &nonce, &p));
-        assert!(!verify(&random_token(), ROLE_BRIDGE, &nonce, &p), "wrong token");
-        assert!(!verify(&token, ROLE_MAIN, &nonce, &p), "a proof for one role is no proof for the other");
-        assert!(!verify(&token, ROLE_BRIDGE, &new_nonce(), &p), "a proof answers one nonce only");
-        assert!(!verify(&token, ROLE_BRIDGE, &nonce, &p[..31]), "truncated proof");
+        let p = prove(&token, ROLE_CLIENT, &nonce);
+        assert!(verify(&token, ROLE_CLIENT, &nonce, &p));
+        assert!(!verify(&random_token(), ROLE_CLIENT, &nonce, &p), "wrong token");
+        assert!(!verify(&token, ROLE_SERVER, &nonce, &p), "a proof for one role is no proof for the other");
+        assert!(!verify(&token, ROLE_CLIENT, &new_nonce(), &p), "a proof answers one nonce only");
+        assert!(!verify(&token, ROLE_CLIENT, &nonce, &p[..31]), "truncated proof");
     }
 
     #[test]

@@ -3,9 +3,15 @@
 //! bindings crate (`python/`) and the bridge crate (`bridge/`) build on this one.
 
 pub mod auth;
+#[cfg(not(loom))]
+pub mod coordinator;
 pub mod error;
 #[cfg(not(loom))]
 pub mod futex;
+#[cfg(not(loom))]
+pub mod handshake;
+#[cfg(not(loom))]
+pub mod net;
 #[cfg(not(loom))]
 pub mod view;
 pub mod layout;

@@ -8,8 +8,7 @@
 //! announcing a huge frame costs nothing, and every malformed input is an error (never a
 //! panic): the caller drops that connection with a log line.
 //!
-//! Status: the format and its decoder exist and are tested (incl. proptest); the TCP service,
-//! authentication handshake and bridge that use them are the multi-host work still to come.
+//! Used by the coordinator (`coordinator/`), the bridge crate and the main's remote link.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,34 +19,61 @@ pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
 const LEN: usize = 4;
 const VERSION: usize = 2;
 
-/// Everything that crosses the network between main and bridge.
+/// Who is connecting to the coordinator.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A worker node's bridge: takes units, returns results.
+    Node,
+    /// The reporting pytest main, when the coordinator runs as its own process
+    /// (`pytest_mproc.orchestration.main`): submits units, receives results.
+    Main,
+}
+
+/// Everything that crosses the network between the coordinator and its clients.
+///
+/// Handshake (mutual, before any payload): server `Challenge` -> client `Proof` (its answer and
+/// its own nonce) -> server `Accepted` (the server's answer) -> client `Hello` -> server
+/// `Welcome` or `Refused`. Until `Accepted` is verified both sides decode only these small
+/// frames, under a tiny size limit.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// Bridge -> main, first frame: who it is and what it collected.
-    Hello { node: String, workers: u32, test_count: u32, collection_digest: Vec<u8> },
-    /// Main -> bridge: prove you hold the run's token (HMAC over this nonce).
+    /// Server -> client, first frame: prove you hold the run's token (HMAC over this nonce).
     Challenge { nonce: Vec<u8> },
-    /// Bridge -> main: HMAC(token, nonce).
-    Proof { mac: Vec<u8> },
-    /// Main -> bridge: accepted under this node id.
+    /// Client -> server: HMAC(token, client role, nonce), and a nonce for the server to answer.
+    Proof { mac: Vec<u8>, nonce: Vec<u8> },
+    /// Server -> client: HMAC(token, server role, client nonce).
+    Accepted { mac: Vec<u8> },
+    /// Client -> server, first frame after authentication: who it is and what it collected.
+    Hello { role: Role, node: String, workers: u32, collection: Vec<String> },
+    /// Server -> client: admitted under this node id.
     Welcome { node_id: u32 },
-    /// Main -> bridge: refused (wrong token, different collection, ...), with the reason.
+    /// Server -> client: refused (wrong token, different collection, ...), with the reason.
     Refused { reason: String },
-    /// Bridge -> main: room for this many more units.
+    /// Node -> server: room for this many more units.
     Credit { units: u32 },
-    /// Main -> bridge: units of work (test indices).
+    /// Server -> node: units of work (test indices); a SINGLE_NODE group arrives as one frame.
     Units { units: Vec<Vec<u32>> },
-    /// Bridge -> main: a batch of worker results (opaque to the wire layer).
-    Results { batch: Vec<Vec<u8>> },
-    /// Bridge -> main: units it took but will not start (node shutting down).
-    Return { units: Vec<Vec<u32>> },
-    /// Main -> bridge: the queue is drained; finish and report.
-    NoMoreWork,
+    /// Server -> node, main -> server: the published value of a global fixture.
+    Fixture { key: String, value: Vec<u8> },
+    /// Node -> server -> main: worker results (opaque here) and the tests running right now.
+    Results { batch: Vec<Vec<u8>>, running: Vec<u32> },
+    /// Main -> server: entries for the queue (an entry is one unit, or a SINGLE_NODE block of
+    /// units that must go to one node); `front`: re-queued work, ahead of the rest.
+    Submit { entries: Vec<Vec<Vec<u32>>>, front: bool },
+    /// Server -> main: something happened to a node (JSON, see coordinator::events).
+    Event { json: String },
+    /// Main -> server -> nodes: every test has a result; finish and leave.
+    Finish,
+    /// Node -> server: finished cleanly, leaving.
+    Bye,
     /// Either way: still alive.
     Heartbeat,
-    /// Main -> bridge: stop now (-x reached, Ctrl-C, fatal error).
+    /// Main -> server -> nodes: no new test starts (-x reached, Ctrl-C, fatal error).
     Stop,
 }
+
+/// Frames accepted before the peer is authenticated: a handshake message is tiny.
+pub const HANDSHAKE_MAX_FRAME: usize = 512;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -120,6 +146,11 @@ impl FrameDecoder {
         let msg = postcard::from_bytes::<Message>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
         self.buf.drain(..LEN + len);
         Ok(Some(msg))
+    }
+
+    /// Raises (or lowers) the frame limit, e.g. once the peer is authenticated.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// Bytes buffered but not yet consumed.

@@ -1,25 +1,32 @@
 //! The multi-host wire format: round trips, arbitrary chunking, and hostile input (proptest):
 //! malformed or oversized frames are errors, never panics, and never large allocations.
 
-use mproc_core::wire::{encode, FrameDecoder, Message, WireError, DEFAULT_MAX_FRAME, WIRE_VERSION};
+use mproc_core::wire::{encode, FrameDecoder, Message, Role, WireError, DEFAULT_MAX_FRAME, WIRE_VERSION};
 use proptest::prelude::*;
 
 fn message() -> impl Strategy<Value = Message> {
     let bytes = prop::collection::vec(any::<u8>(), 0..64);
     let units = prop::collection::vec(prop::collection::vec(any::<u32>(), 1..8), 0..8);
+    let entries = prop::collection::vec(units.clone(), 0..4);
+    let names = prop::collection::vec(".{0,12}", 0..6);
     prop_oneof![
-        (".{0,20}", any::<u32>(), any::<u32>(), bytes.clone()).prop_map(|(node, workers, test_count, d)| {
-            Message::Hello { node, workers, test_count, collection_digest: d }
+        (".{0,20}", any::<u32>(), names, any::<bool>()).prop_map(|(node, workers, collection, main)| {
+            Message::Hello { role: if main { Role::Main } else { Role::Node }, node, workers, collection }
         }),
         bytes.clone().prop_map(|nonce| Message::Challenge { nonce }),
-        bytes.clone().prop_map(|mac| Message::Proof { mac }),
+        (bytes.clone(), bytes.clone()).prop_map(|(mac, nonce)| Message::Proof { mac, nonce }),
+        bytes.clone().prop_map(|mac| Message::Accepted { mac }),
         any::<u32>().prop_map(|node_id| Message::Welcome { node_id }),
         ".{0,40}".prop_map(|reason| Message::Refused { reason }),
         any::<u32>().prop_map(|units| Message::Credit { units }),
         units.clone().prop_map(|units| Message::Units { units }),
-        prop::collection::vec(bytes, 0..6).prop_map(|batch| Message::Results { batch }),
-        units.prop_map(|units| Message::Return { units }),
-        Just(Message::NoMoreWork),
+        (".{0,20}", bytes.clone()).prop_map(|(key, value)| Message::Fixture { key, value }),
+        (prop::collection::vec(bytes, 0..6), prop::collection::vec(any::<u32>(), 0..4))
+            .prop_map(|(batch, running)| Message::Results { batch, running }),
+        (entries, any::<bool>()).prop_map(|(entries, front)| Message::Submit { entries, front }),
+        ".{0,40}".prop_map(|json| Message::Event { json }),
+        Just(Message::Finish),
+        Just(Message::Bye),
         Just(Message::Heartbeat),
         Just(Message::Stop),
     ]

@@ -1,7 +1,15 @@
-//! The per-node bridge between the main node's global TCP queue and the node-local ring.
+//! The per-node bridge between the coordinator's global TCP queue and the node-local ring.
 //!
-//! Status: only the ring side exists so far (attach and report); the TCP client, refill loop and
-//! result batching arrive with multi-host support.
+//! It runs as its own process on every worker node (forked by the node's pytest process, see
+//! `pytest_mproc/worker_node.py`): `link` connects and authenticates and applies what the
+//! coordinator sends; `run` forwards results in batches and asks for work by credit, sized by
+//! `prefetch`.
+
+pub mod link;
+pub mod prefetch;
+pub mod run;
+
+pub use run::{run, BridgeConfig, Outcome, READY_WORD};
 
 use mproc_core::{Result, Ring};
 use std::path::Path;

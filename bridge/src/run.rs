@@ -1,0 +1,168 @@
+//! The bridge loop: forwards the node's results upstream in batches (with the tests its workers
+//! are running), keeps the tasks ring filled by credits, and ends when the node is done or the
+//! main is gone.
+
+use crate::link::{self, ConnectError, Inbound};
+use crate::prefetch::Prefetch;
+use mproc_core::handshake::Hello;
+use mproc_core::lease::monotonic_ns;
+use mproc_core::wire::{Message, Role};
+use mproc_core::{Error, Ring, Store};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Header word of the tasks ring the node main sets to 1 once its node fixtures are set up:
+/// until then the bridge asks for no work.
+pub const READY_WORD: usize = 1;
+
+/// How long the loop waits for a result before looking at credits and the running set again.
+const TICK: Duration = Duration::from_millis(5);
+/// Results sent in one frame at most (bytes); more goes in the next frame.
+const BATCH_BYTES: usize = 4 << 20;
+
+pub struct BridgeConfig {
+    pub addr: SocketAddr,
+    pub token: Vec<u8>,
+    pub name: String,
+    pub workers: u32,
+    pub collection: Vec<String>,
+    pub tasks: Arc<Ring>,
+    pub results: Arc<Ring>,
+    pub store: Arc<Store>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The run finished (or stopped) and the node's last results went upstream.
+    Finished,
+    /// No connection within the timeout.
+    Unreachable(String),
+    /// The main turned this node away (token, collection).
+    Refused(String),
+    /// The main vanished mid-run.
+    Lost(String),
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Finished => 0,
+            Outcome::Unreachable(_) => 10,
+            Outcome::Refused(_) => 11,
+            Outcome::Lost(_) => 12,
+        }
+    }
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Finished => "finished".into(),
+            Outcome::Unreachable(m) | Outcome::Refused(m) | Outcome::Lost(m) => m.clone(),
+        }
+    }
+}
+
+pub fn run(cfg: BridgeConfig) -> Outcome {
+    let hello = Hello { role: Role::Node, node: cfg.name.clone(), workers: cfg.workers, collection: cfg.collection.clone() };
+    let (link, conn) = match link::connect(cfg.addr, &cfg.token, hello, cfg.connect_timeout) {
+        Ok(x) => x,
+        Err(ConnectError::Unreachable(m)) => {
+            cfg.tasks.abort();
+            return Outcome::Unreachable(m);
+        }
+        Err(ConnectError::Refused(m)) => {
+            cfg.tasks.abort();
+            return Outcome::Refused(m);
+        }
+    };
+    let inb = Arc::new(Inbound::default());
+    {
+        let (tasks, store, inb) = (cfg.tasks.clone(), cfg.store.clone(), inb.clone());
+        std::thread::Builder::new()
+            .name("mproc-bridge-in".into())
+            .spawn(move || link::read_loop(conn, tasks, store, inb))
+            .expect("spawn the bridge reader");
+    }
+    let mut prefetch = Prefetch::new(cfg.workers, link.handshake);
+    let send = |m: &Message| link.writer.send(m).is_ok();
+    let mut running: Vec<u32> = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut last_result = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut credit_sent_ns = 0u64;
+    let mut node_done = false;
+    loop {
+        // Results: wait briefly for one, then take whatever else is there.
+        let mut bytes = 0;
+        match cfg.results.pop(Some(TICK)) {
+            Ok(Some(item)) => {
+                bytes += item.len();
+                batch.push(item);
+                while bytes < BATCH_BYTES {
+                    match cfg.results.try_pop() {
+                        Ok(Some(item)) => {
+                            bytes += item.len();
+                            batch.push(item);
+                        }
+                        Ok(None) => break,
+                        Err(_) => break,
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(Error::Closed) => node_done = true, // the node main: every worker has exited
+            Err(_) => node_done = true,
+        }
+        if !batch.is_empty() {
+            let now = Instant::now();
+            prefetch.results(batch.len(), now - last_result);
+            last_result = now;
+        }
+        let now_running = running_tests(&cfg.tasks);
+        if !batch.is_empty() || now_running != running || last_sent.elapsed() >= Duration::from_secs(1) {
+            running = now_running;
+            let msg = Message::Results { batch: std::mem::take(&mut batch), running: running.clone() };
+            if !send(&msg) && !inb.finished.load(Ordering::SeqCst) {
+                return Outcome::Lost("lost the main: cannot send".into());
+            }
+            last_sent = Instant::now();
+        }
+        if node_done {
+            let _ = send(&Message::Bye);
+            link.writer.shutdown();
+            return Outcome::Finished;
+        }
+        if inb.failed.load(Ordering::SeqCst) {
+            let why = inb.why.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return if why.contains("refused") { Outcome::Refused(why) } else { Outcome::Lost(why) };
+        }
+        // Credits, once the node's fixtures are ready and while work may come.
+        let units_ns = inb.last_units_ns.load(Ordering::SeqCst);
+        if credit_sent_ns != 0 && units_ns > credit_sent_ns {
+            prefetch.round_trip(Duration::from_nanos(units_ns - credit_sent_ns));
+            credit_sent_ns = 0;
+        }
+        let ready = cfg.tasks.user_word(READY_WORD).load(Ordering::SeqCst) != 0;
+        if ready && !inb.stopped.load(Ordering::SeqCst) && !inb.finished.load(Ordering::SeqCst) {
+            let requested = inb.requested.load(Ordering::SeqCst);
+            let want = prefetch.credit(cfg.tasks.len() as u32, requested);
+            if want > 0 {
+                inb.requested.fetch_add(want, Ordering::SeqCst);
+                if credit_sent_ns == 0 {
+                    credit_sent_ns = monotonic_ns();
+                }
+                if !send(&Message::Credit { units: want }) {
+                    return Outcome::Lost("lost the main: cannot send".into());
+                }
+            }
+        }
+    }
+}
+
+/// Test indices the node's workers are running right now (from the ring's lease table).
+fn running_tests(tasks: &Ring) -> Vec<u32> {
+    let mut v: Vec<u32> = tasks.leases().iter().filter_map(|l| l.key.map(|k| k as u32)).collect();
+    v.sort_unstable();
+    v
+}

@@ -1,0 +1,235 @@
+//! The coordinator's threads: accepting connections, one reader per peer, heartbeats.
+
+use super::{collection_diff, dispatch, finish, publish, stop, submit, Event, MainSink, NodeSlot, Shared, HEARTBEAT, NODE_SILENCE};
+use crate::handshake::{self, Hello};
+use crate::net::{Conn, NetError};
+use crate::wire::{Message, Role, HANDSHAKE_MAX_FRAME};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+pub(super) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if shared.lock().closed {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let s = shared.clone();
+        let _ = std::thread::Builder::new().name("mproc-peer".into()).spawn(move || {
+            let Ok(conn) = Conn::new(stream, HANDSHAKE_MAX_FRAME) else { return };
+            serve_peer(s, conn);
+        });
+    }
+}
+
+pub(super) fn heartbeat_loop(shared: Arc<Shared>) {
+    loop {
+        std::thread::sleep(HEARTBEAT); // a period, not a synchronisation
+        let st = shared.lock();
+        if st.closed {
+            return;
+        }
+        for node in st.nodes.values() {
+            if node.writer.send(&Message::Heartbeat).is_err() {
+                node.writer.shutdown();
+            }
+        }
+    }
+}
+
+fn serve_peer(shared: Arc<Shared>, mut conn: Conn) {
+    let hello = match handshake::accept(&mut conn, &shared.token) {
+        Ok(h) => h,
+        Err(reason) => {
+            shared.warn(&format!("refused {}: {reason}", conn.peer));
+            shared.event(Event::Refused { peer: conn.peer.clone(), name: String::new(), reason });
+            return;
+        }
+    };
+    match hello.role {
+        Role::Node => serve_node(shared, conn, hello),
+        Role::Main => serve_main(shared, conn, hello),
+    }
+}
+
+fn refuse(shared: &Shared, conn: &Conn, name: &str, reason: String) {
+    let _ = conn.send(&Message::Refused { reason: reason.clone() });
+    shared.warn(&format!("refused node {name} ({}): {reason}", conn.peer));
+    shared.event(Event::Refused { peer: conn.peer.clone(), name: name.to_string(), reason });
+}
+
+fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
+    let id;
+    {
+        let mut st = shared.lock();
+        if let Some(main) = &st.collection {
+            if let Some(reason) = collection_diff(main, &hello.collection) {
+                drop(st);
+                return refuse(&shared, &conn, &hello.node, reason);
+            }
+        }
+        st.next_id += 1;
+        id = st.next_id;
+        let checked = st.collection.is_some();
+        // Welcome, the fixtures published so far and the run's state go out under the lock,
+        // so no Units frame can overtake them.
+        let mut ok = conn.send(&Message::Welcome { node_id: id }).is_ok();
+        for (key, value) in &st.fixtures {
+            ok &= conn.send(&Message::Fixture { key: key.clone(), value: value.clone() }).is_ok();
+        }
+        if st.stopped {
+            ok &= conn.send(&Message::Stop).is_ok();
+        }
+        if st.finished {
+            ok &= conn.send(&Message::Finish).is_ok();
+        }
+        if !ok {
+            return;
+        }
+        st.nodes.insert(
+            id,
+            NodeSlot {
+                name: hello.node.clone(),
+                writer: conn.writer.clone(),
+                want: 0,
+                given: Vec::new(),
+                running: Vec::new(),
+                checked,
+                refused: false,
+                pending_collection: if checked { None } else { Some(hello.collection.clone()) },
+            },
+        );
+    }
+    if shared.lock().nodes.get(&id).is_some_and(|n| n.checked) {
+        shared.event(Event::Joined { node: id, name: hello.node.clone(), workers: hello.workers, peer: conn.peer.clone() });
+    }
+    let _ = conn.set_read_timeout(Some(NODE_SILENCE));
+    let (clean, reason) = node_loop(&shared, &mut conn, id);
+    let slot = {
+        let mut st = shared.lock();
+        let slot = st.nodes.remove(&id);
+        shared.changed.notify_all();
+        slot
+    };
+    let Some(slot) = slot else { return };
+    if slot.refused {
+        return;
+    }
+    if clean {
+        shared.event(Event::Left { node: id, name: slot.name });
+    } else {
+        shared.warn(&format!("lost node {} ({}): {reason}", slot.name, conn.peer));
+        shared.event(Event::Lost { node: id, name: slot.name, reason, units: slot.given, running: slot.running });
+    }
+}
+
+/// Reads a node's frames until it leaves; (left cleanly, why not).
+fn node_loop(shared: &Shared, conn: &mut Conn, id: u32) -> (bool, String) {
+    loop {
+        match conn.recv() {
+            Ok(Message::Credit { units }) => {
+                let mut st = shared.lock();
+                if let Some(n) = st.nodes.get_mut(&id) {
+                    n.want = n.want.saturating_add(units);
+                }
+                dispatch(&mut st);
+            }
+            Ok(Message::Results { batch, running }) => {
+                if !batch.is_empty() {
+                    shared.sink.lock().unwrap_or_else(|p| p.into_inner()).results(batch);
+                }
+                let mut st = shared.lock();
+                if let Some(n) = st.nodes.get_mut(&id) {
+                    if n.running != running {
+                        if shared.verbose {
+                            shared.log(&format!("node {} ({}) running {running:?}", id, n.name));
+                        }
+                        n.running = running;
+                    }
+                }
+            }
+            Ok(Message::Heartbeat) => {}
+            Ok(Message::Bye) => return (true, String::new()),
+            Ok(other) => return (false, format!("unexpected {} frame from a node", handshake::name(&other))),
+            Err(NetError::Closed) => return (false, "connection closed".into()),
+            Err(NetError::Timeout) => return (false, format!("silent for {} s", NODE_SILENCE.as_secs())),
+            Err(e) => return (false, e.to_string()),
+        }
+    }
+}
+
+fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
+    let collection = Arc::new(hello.collection);
+    let mut turned_away = Vec::new();
+    {
+        let mut st = shared.lock();
+        if st.main_present || st.main_gone {
+            drop(st);
+            let reason = "this coordinator already serves a main".to_string();
+            let _ = conn.send(&Message::Refused { reason: reason.clone() });
+            shared.warn(&format!("refused a second main ({}): {reason}", conn.peer));
+            return;
+        }
+        st.main_present = true;
+        st.collection = Some(collection.clone());
+        let pending = std::mem::replace(&mut *shared.sink.lock().unwrap_or_else(|p| p.into_inner()), MainSink::Remote(conn.writer.clone()));
+        if conn.send(&Message::Welcome { node_id: 0 }).is_err() {
+            return;
+        }
+        if let MainSink::Pending(events) = pending {
+            for json in events {
+                let _ = conn.send(&Message::Event { json });
+            }
+        }
+        // Nodes that came before the main are checked now.
+        for node in st.nodes.values_mut() {
+            let Some(theirs) = node.pending_collection.take() else { continue };
+            match collection_diff(&collection, &theirs) {
+                Some(reason) => {
+                    node.refused = true;
+                    let _ = node.writer.send(&Message::Refused { reason: reason.clone() });
+                    node.writer.shutdown();
+                    turned_away.push((node.name.clone(), reason));
+                }
+                None => node.checked = true,
+            }
+        }
+    }
+    for (name, reason) in turned_away {
+        shared.warn(&format!("refused node {name}: {reason}"));
+        shared.event(Event::Refused { peer: String::new(), name, reason });
+    }
+    let joined: Vec<Event> = shared
+        .lock()
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.checked && !n.refused)
+        .map(|(id, n)| Event::Joined { node: *id, name: n.name.clone(), workers: 0, peer: String::new() })
+        .collect();
+    for ev in joined {
+        shared.event(ev);
+    }
+    let _ = conn.set_read_timeout(None);
+    let reason = loop {
+        match conn.recv() {
+            Ok(Message::Submit { entries, front }) => submit(&mut shared.lock(), entries, front),
+            Ok(Message::Fixture { key, value }) => publish(&mut shared.lock(), key, value),
+            Ok(Message::Stop) => stop(&mut shared.lock()),
+            Ok(Message::Finish) => finish(&mut shared.lock()),
+            Ok(Message::Heartbeat) => {}
+            Ok(Message::Bye) => break String::new(),
+            Ok(other) => break format!("unexpected {} frame from the main", handshake::name(&other)),
+            Err(e) => break e.to_string(),
+        }
+    };
+    if !reason.is_empty() {
+        shared.warn(&format!("the main left: {reason}"));
+    }
+    // Without its main the run is over: every node stops and is disconnected.
+    let mut st = shared.lock();
+    stop(&mut st);
+    for node in st.nodes.values() {
+        node.writer.shutdown();
+    }
+    st.main_gone = true;
+    shared.changed.notify_all();
+}

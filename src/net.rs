@@ -1,0 +1,133 @@
+//! Framed TCP connections for the multi-host protocol: one reader (`Conn`) and any number of
+//! writers (`Writer`, cloned handles serialised by a mutex) per socket.
+
+use crate::wire::{encode, FrameDecoder, Message, WireError};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum NetError {
+    /// The peer closed the connection.
+    Closed,
+    /// No frame within the read timeout.
+    Timeout,
+    Io(io::Error),
+    Wire(WireError),
+}
+
+impl std::fmt::Display for NetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetError::Closed => write!(f, "connection closed by the peer"),
+            NetError::Timeout => write!(f, "peer silent for too long"),
+            NetError::Io(e) => write!(f, "{e}"),
+            NetError::Wire(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for NetError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NetError::Timeout,
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                NetError::Closed
+            }
+            _ => NetError::Io(e),
+        }
+    }
+}
+
+/// A cloneable sending half; frames from different threads never interleave.
+#[derive(Clone)]
+pub struct Writer {
+    stream: Arc<Mutex<TcpStream>>,
+}
+
+impl Writer {
+    pub fn send(&self, msg: &Message) -> Result<(), NetError> {
+        let frame = encode(msg);
+        let mut s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        s.write_all(&frame)?;
+        Ok(())
+    }
+
+    /// Ends the connection both ways (wakes the reader thread of this socket).
+    pub fn shutdown(&self) {
+        let s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = s.shutdown(Shutdown::Both);
+    }
+}
+
+/// The receiving half (owned by one thread) plus a writer.
+pub struct Conn {
+    stream: TcpStream,
+    dec: FrameDecoder,
+    buf: Vec<u8>,
+    pub writer: Writer,
+    pub peer: String,
+}
+
+impl Conn {
+    /// Wraps a connected socket; `max_frame` bounds what the peer may send.
+    pub fn new(stream: TcpStream, max_frame: usize) -> io::Result<Conn> {
+        stream.set_nodelay(true)?;
+        // A peer that stops reading must not block a writer forever.
+        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        let writer = Writer { stream: Arc::new(Mutex::new(stream.try_clone()?)) };
+        Ok(Conn { stream, dec: FrameDecoder::new(max_frame), buf: vec![0; 64 << 10], writer, peer })
+    }
+
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.dec.set_max_frame(max);
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(t)
+    }
+
+    pub fn send(&self, msg: &Message) -> Result<(), NetError> {
+        self.writer.send(msg)
+    }
+
+    /// The next message; blocks up to the read timeout.
+    pub fn recv(&mut self) -> Result<Message, NetError> {
+        loop {
+            match self.dec.next_message() {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(NetError::Wire(e)),
+            }
+            let n = match self.stream.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Err(NetError::Closed);
+            }
+            self.dec.feed(&self.buf[..n]);
+        }
+    }
+}
+
+/// Connects to `addr`, retrying refused/unreachable attempts until `timeout` has passed.
+pub fn connect_retry(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match TcpStream::connect_timeout(addr, left.max(Duration::from_millis(10)).min(Duration::from_secs(5))) {
+            Ok(s) => return Ok(s),
+            Err(e) if left.is_zero() => return Err(e),
+            Err(_) => {
+                // Waiting for the main to start listening: a back-off, not a synchronisation.
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
