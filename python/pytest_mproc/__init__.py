@@ -10,6 +10,18 @@ Public API (names as in the original pytest_mproc documentation)::
     def test_something(): ...
 """
 
+from . import orchestration
+from .auth import set_user_defined_auth_token
 from .grouping import DEFAULT_PRIORITY, GroupTag, TestExecutionConstraint, group, priority
+from .ports import set_user_defined_port_alloc
 
-__all__ = ["DEFAULT_PRIORITY", "GroupTag", "TestExecutionConstraint", "group", "priority"]
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "GroupTag",
+    "TestExecutionConstraint",
+    "group",
+    "orchestration",
+    "priority",
+    "set_user_defined_auth_token",
+    "set_user_defined_port_alloc",
+]

@@ -8,13 +8,16 @@ import inspect
 import pickle
 import traceback
 
-from .fixtures import REGISTRY, FixtureSpec
+from .fixtures import GLOBAL, NODE, REGISTRY, FixtureSpec
 from .verbose import log
 
 
 class FixtureHost:
-    def __init__(self, store) -> None:
+    def __init__(self, store, remote_global=None) -> None:
+        """`remote_global(key) -> bytes`: on a worker node, global fixtures are not set up here
+        but fetched (as published by the main) through this function."""
         self.store = store
+        self.remote_global = remote_global
         self.values: dict[str, object] = {}
         self.failed: dict[str, str] = {}
         self._generators: list[tuple[str, object]] = []
@@ -22,6 +25,33 @@ class FixtureHost:
     @staticmethod
     def needed_by(item) -> list[str]:
         return [n for n in getattr(item, "fixturenames", ()) if n in REGISTRY]
+
+    @staticmethod
+    def node_fixtures_of(items) -> list[str]:
+        """Node fixtures any of `items` uses, in order of first use."""
+        order: dict[str, None] = {}
+        for item in items:
+            for n in FixtureHost.needed_by(item):
+                if REGISTRY[n].kind == NODE:
+                    order.setdefault(n)
+        return list(order)
+
+    @staticmethod
+    def global_fixtures_of(items) -> list[str]:
+        """Global fixtures any of `items` uses (also through node fixtures), in order of first use."""
+        order: dict[str, None] = {}
+
+        def visit(name):
+            spec = REGISTRY[name]
+            for dep in spec.argnames:
+                visit(dep)
+            if spec.kind == GLOBAL:
+                order.setdefault(name)
+
+        for item in items:
+            for n in FixtureHost.needed_by(item):
+                visit(n)
+        return list(order)
 
     def ready(self, name: str) -> bool:
         return name in self.values or name in self.failed
@@ -31,6 +61,13 @@ class FixtureHost:
         if self.ready(name):
             return
         spec = REGISTRY[name]
+        if spec.kind == GLOBAL and self.remote_global is not None:
+            data = self.remote_global(spec.key)
+            if data[:1] == b"V":
+                self.values[name] = pickle.loads(data[1:])
+            else:
+                self.failed[name] = data[1:].decode("utf-8", "replace")
+            return
         for dep in spec.argnames:
             self.build(dep)
         broken = [d for d in spec.argnames if d in self.failed]

@@ -26,6 +26,13 @@ class ForkServer:
     def spawn(self, wid: str) -> None:
         os.write(self._cmd, f"S {wid}\n".encode())
 
+    def forget_in_child(self) -> None:
+        """In a process forked from the main later on: drop the inherited command pipe, so the
+        server still sees it close when the main closes it."""
+        if self._cmd >= 0:
+            os.close(self._cmd)
+            self._cmd = -1
+
     def alive(self) -> bool:
         if self.exit_status is not None:
             return False
@@ -57,7 +64,9 @@ class ForkServer:
 
 
 def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: _core.Store,
-          rundir: str, testrunuid: str) -> ForkServer:
+          rundir: str, testrunuid: str, control: _core.Ring | None = None) -> ForkServer:
+    """`control` receives worker life-cycle messages (default: the results ring)."""
+    control = control if control is not None else results
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -66,7 +75,7 @@ def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: 
         code = 70
         try:
             os.close(w)
-            code = _serve(session, workers, r, tasks, results, store, rundir, testrunuid)
+            code = _serve(session, workers, r, tasks, results, store, rundir, testrunuid, control)
         except BaseException as e:  # noqa: BLE001 - a fork server must never return into pytest
             try:
                 sys.stderr.write(f"pytest-mproc fork server failed: {e!r}\n")
@@ -83,7 +92,7 @@ def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: 
     return ForkServer(pid, w)
 
 
-def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid) -> int:
+def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, control) -> int:
     main_pid = os.getppid()
     try:
         os.setpgid(0, 0)
@@ -103,9 +112,9 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid) 
                 os.close(cmd_fd)
                 for fd in children:
                     os.close(fd)
-                code = worker.run(session, wid, workers, tasks, results, store, rundir, testrunuid, me)
+                code = worker.run(session, wid, workers, tasks, results, store, rundir, testrunuid, me, control)
             except BaseException as e:  # noqa: BLE001
-                _internal_error(results, wid, e)
+                _internal_error(control, wid, e)
             finally:
                 try:
                     sys.stdout.flush()
@@ -138,7 +147,7 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid) 
                 wid, pid = children.pop(fd)
                 os.close(fd)
                 _, status = os.waitpid(pid, 0)
-                results.push(messages.encode((messages.DIED, wid, pid, status)))
+                control.push(messages.encode((messages.DIED, wid, pid, status)))
     return 0
 
 

@@ -45,6 +45,8 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--cores",
         "-C",
+        "--num_cores",
+        "--num-cores",
         dest="mproc_cores",
         metavar="N",
         default=None,
@@ -64,6 +66,58 @@ def addoption(parser: pytest.Parser) -> None:
         default=False,
         help="do not use or record test durations (by default the next run starts the longest tests first)",
     )
+
+
+    group.addoption(
+        "--as-main",
+        dest="mproc_as_main",
+        metavar="HOST[:PORT]",
+        default=None,
+        help="multi-host: be the main node, serving the test queue on HOST:PORT to worker nodes "
+        "(with --cores N, also run N local workers); or, if HOST:PORT is a running "
+        "pytest_mproc.orchestration server, use it",
+    )
+    group.addoption(
+        "--as-worker",
+        dest="mproc_as_worker",
+        metavar="HOST:PORT",
+        default=None,
+        help="multi-host: be a worker node of the main at HOST:PORT, running --cores N workers",
+    )
+    group.addoption(
+        "--mproc-connect-timeout",
+        dest="mproc_connect_timeout",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="multi-host: how long a worker node keeps trying to reach the main (default 30)",
+    )
+    group.addoption(
+        "--mproc-node-wait",
+        dest="mproc_node_wait",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="multi-host: how long the main waits while no worker node is connected before it "
+        "ends the run with the tests not run (default 60)",
+    )
+
+
+def parse_address(value: str, option: str, need_port: bool = True) -> tuple[str, int]:
+    """`HOST:PORT` (or `HOST` when the port may be chosen) -> (host, port); port 0 = choose."""
+    host, sep, port = (value or "").strip().rpartition(":")
+    if not sep:
+        host, port = (value or "").strip(), ""
+    host = host.strip("[]")
+    if not host:
+        raise ValueError(f"{option}: expected HOST:PORT, got {value!r}")
+    if not port:
+        if need_port:
+            raise ValueError(f"{option}: expected HOST:PORT, got {value!r} (no port)")
+        return host, 0
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option}: invalid port {port!r} in {value!r} (use 1-65535)")
+    return host, int(port)
 
 
 def usage_error(msg: str) -> pytest.UsageError:

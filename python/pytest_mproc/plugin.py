@@ -30,11 +30,16 @@ def pytest_configure(config: pytest.Config) -> None:
         disabled = options.parse_bool(config.getoption("mproc_disabled"), "--disable-mproc")
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
+    if disabled:
+        return
     cores = config.getoption("mproc_cores")
-    if disabled or cores is None:
+    as_main = config.getoption("mproc_as_main")
+    as_worker = config.getoption("mproc_as_worker")
+    if cores is None and as_main is None and as_worker is None:
         return
     try:
-        workers = options.parse_cores(cores)
+        workers = options.parse_cores(cores) if cores is not None else 0
+        multihost = _multihost(as_main, as_worker, workers)
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
     if getattr(config.option, "numprocesses", None) not in (None, 0):
@@ -46,5 +51,29 @@ def pytest_configure(config: pytest.Config) -> None:
     from .session import MprocSession
     from .verbose import log
 
-    log(f"--cores {cores}: {workers} workers")
-    config.pluginmanager.register(MprocSession(config, workers), "mproc-session")
+    log(f"--cores {cores}: {workers} workers" + (f", multi-host {multihost[0]}" if multihost else ""))
+    config.pluginmanager.register(MprocSession(config, workers, multihost), "mproc-session")
+
+
+def _multihost(as_main: str | None, as_worker: str | None, workers: int):
+    """Validates the multi-host options; None for a single-host run."""
+    from . import auth, ports
+
+    if as_main is None and as_worker is None:
+        return None
+    if as_main is not None and as_worker is not None:
+        raise ValueError("--as-main and --as-worker cannot be combined: a process is one or the other")
+    if as_worker is not None:
+        if not workers:
+            raise ValueError("--as-worker needs --cores N (or --num_cores N): the number of workers on this node")
+        host, port = options.parse_address(as_worker, "--as-worker")
+        role = "worker"
+    else:
+        host, port = options.parse_address(as_main, "--as-main", need_port=False)
+        port = ports.choose(port)
+        role = "main"
+    try:
+        token, generated = auth.token(role)
+    except auth.TokenError as e:
+        raise ValueError(str(e)) from None
+    return (role, host, port, token, generated)

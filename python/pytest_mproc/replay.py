@@ -89,11 +89,16 @@ def stderr_tail(path: str, max_bytes: int = 8192) -> str:
         return ""
 
 
-def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, started: float | None) -> None:
-    """Reports `item` as failed because its worker died while running it."""
+def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, started: float | None,
+                 reason: str | None = None) -> None:
+    """Reports `item` as failed because its worker died while running it (or, with `reason`,
+    because its whole node was lost)."""
     now = time.time()
     duration = max(0.0, now - started) if started else 0.0
-    text = f"worker {wid} (pid {pid}) crashed while running this test: {describe_status(status)}"
+    if reason is not None:
+        text = f"{reason}; this test was running there and is not run again"
+    else:
+        text = f"worker {wid} (pid {pid}) crashed while running this test: {describe_status(status)}"
     if tail.strip():
         text += f"\n\n--- last output of worker {wid} on stderr ---\n{tail.rstrip()}"
     keywords = {k: 1 for k in item.keywords}

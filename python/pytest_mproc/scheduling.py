@@ -26,6 +26,7 @@ class _Block:
     units: list[list[int]] = field(default_factory=list)
     unknown: bool = False
     duration: float = 0.0
+    single_node: bool = False
 
     def key(self):
         return (self.priority, 0 if self.unknown else 1, -self.duration, self.first)
@@ -52,6 +53,23 @@ def item_group(item) -> GroupTag | None:
 
 
 def build_units(items: list, history: DurationHistory) -> list[list[int]]:
+    """The units in scheduling order (single host: a SINGLE_NODE block is just its units)."""
+    return [u for b in _blocks(items, history) for u in b.units]
+
+
+def build_entries(items: list, history: DurationHistory) -> list[list[list[int]]]:
+    """Multi-host queue entries in scheduling order: each unit alone, except that a SINGLE_NODE
+    group's units form one entry, which the coordinator hands to a single node."""
+    entries = []
+    for b in _blocks(items, history):
+        if b.single_node:
+            entries.append(b.units)
+        else:
+            entries.extend([u] for u in b.units)
+    return entries
+
+
+def _blocks(items: list, history: DurationHistory) -> list[_Block]:
     known = history.known
     blocks: list[_Block] = []
     groups: dict[str, tuple[GroupTag, str, list[tuple[int, int]]]] = {}
@@ -86,9 +104,10 @@ def build_units(items: list, history: DurationHistory) -> list[list[int]]:
                 return (m[0], 0 if d is None else 1, -(d or 0.0), m[1])
 
             block.units = [[i] for _, i in sorted(members, key=inner)]
+            block.single_node = True
         blocks.append(block)
     blocks.sort(key=_Block.key)
-    return [u for b in blocks for u in b.units]
+    return blocks
 
 
 def _describe(tag: GroupTag) -> str:

@@ -18,7 +18,7 @@ import pytest
 from . import _core, fixtures, forkserver, messages
 from .fixture_host import FixtureHost
 from .history import DurationHistory
-from .scheduling import build_units
+from .scheduling import build_entries, build_units
 from .replay import describe_status, replay_crash, replay_result, report_decoder, stderr_tail
 from .verbose import log
 
@@ -32,9 +32,13 @@ _NAP_MAX = 0.01
 
 
 class MprocSession:
-    def __init__(self, config, workers: int) -> None:
+    def __init__(self, config, workers: int, multihost=None) -> None:
+        """`multihost`: None for a single-host run, else ("main" | "worker", host, port, token,
+        token_generated) (see plugin.py)."""
         self.config = config
         self.workers = workers
+        self.multihost = multihost
+        self.node_notes: list[str] = []
         self.not_run = 0
         self.crashed: list[str] = []
         self.history = DurationHistory(config)
@@ -48,13 +52,37 @@ class MprocSession:
             )
         if session.config.option.collectonly or not session.items:
             return True
-        units = build_units(session.items, self.history)
-        _Run(self, session, units).execute()
+        if self.multihost is None:
+            _Run(self, session, build_units(session.items, self.history)).execute()
+        elif self.multihost[0] == "main":
+            from .main_node import MultiHostRun
+
+            _, host, port, token, generated = self.multihost
+            MultiHostRun(self, session, build_entries(session.items, self.history), host, port,
+                         self.workers, token, generated).execute()
+        else:
+            self._run_worker_node(session)
+            return True
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)
         return True
+
+    def _run_worker_node(self, session) -> None:
+        from .worker_node import NodeError, NodeRun
+
+        _, host, port, token, _ = self.multihost
+        node = NodeRun(session, self.workers, host, port, token, self.config.getoption("mproc_connect_timeout"))
+        try:
+            node.execute()
+        except NodeError as e:
+            raise session.Interrupted(f"pytest-mproc worker node: {e}") from None
+        finally:
+            self.fixture_errors += node.fixture_errors
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"pytest-mproc: worker node done; results are reported by the main at {host}:{port}")
 
     def pytest_collection_finish(self, session):
         fixtures.validate()
@@ -72,6 +100,8 @@ class MprocSession:
         for text in self.fixture_errors:
             terminalreporter.write_sep("=", "pytest-mproc fixture teardown error", red=True)
             terminalreporter.write_line(text.rstrip())
+        for note in self.node_notes:
+            terminalreporter.write_line(f"pytest-mproc: {note}", yellow=True)
         if self.not_run:
             terminalreporter.write_line(
                 f"pytest-mproc: {self.not_run} test{'s' if self.not_run != 1 else ''} not run "

@@ -106,8 +106,11 @@ FAILURES_WORD = 0
 
 
 def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.Ring,
-        store: _core.Store, rundir: str, testrunuid: str, fork_server_pid: int) -> int:
-    """The worker's whole life; returns its exit code."""
+        store: _core.Store, rundir: str, testrunuid: str, fork_server_pid: int,
+        control: _core.Ring) -> int:
+    """The worker's whole life; returns its exit code. Test results go to `results`, life-cycle
+    messages (up, finished) to `control` (the same ring on a single host; on a worker node the
+    bridge forwards `results` while the node's main process reads `control`)."""
     config = session.config
     maxfail = config.option.maxfail
     _isolate_process(config, wid, rundir, fork_server_pid)
@@ -120,7 +123,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     to_serializable = _serializer(config)
     items = session.items
     slot = tasks.lease_claim()
-    results.push(messages.encode((messages.UP, wid, os.getpid())))
+    control.push(messages.encode((messages.UP, wid, os.getpid())))
     log(f"worker {wid} up")
     prof = None
     if os.environ.get("PTMPROC_PROFILE_DIR"):
@@ -154,6 +157,9 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
         tasks.lease_set(slot, None)
         unit = lazy.take() if lazy is not None else None
         if unit is None:
+            # The unit is done: drop the lease's copy, so a death from here on hands back
+            # nothing (a worker node re-queues what `heal` hands back without asking the main).
+            tasks.ack(slot)
             unit = _next_unit(tasks, slot)
     _teardown_all(session)
     if prof is not None:
@@ -164,7 +170,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    results.push(messages.encode((messages.FINISHED, wid, t.user + t.system, rss, _pss_kb())))
+    control.push(messages.encode((messages.FINISHED, wid, t.user + t.system, rss, _pss_kb())))
     log(f"worker {wid} done: cpu {t.user + t.system:.2f}s, max rss {rss // 1024} MiB")
     return 0
 

@@ -6,7 +6,10 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod multihost;
 
 create_exception!(_core, RingClosed, PyException, "The ring was closed and is drained (or aborted).");
 create_exception!(_core, RingFull, PyException, "The ring (or its blob arena) has no free space.");
@@ -42,8 +45,8 @@ fn slice(deadline: Option<Instant>) -> Option<Duration> {
 
 /// A shared-memory ring of byte messages shared by the processes of one node.
 #[pyclass(module = "pytest_mproc._core", frozen)]
-struct Ring {
-    ring: CoreRing,
+pub(crate) struct Ring {
+    pub(crate) ring: Arc<CoreRing>,
 }
 
 #[pymethods]
@@ -60,13 +63,13 @@ impl Ring {
         chunk_size: u32,
     ) -> PyResult<Ring> {
         let opts = RingOptions { capacity, slot_size, leases, arena_bytes, chunk_size };
-        Ok(Ring { ring: CoreRing::create(path.as_deref(), &opts).map_err(to_py)? })
+        Ok(Ring { ring: Arc::new(CoreRing::create(path.as_deref(), &opts).map_err(to_py)?) })
     }
 
     /// Maps an existing ring by path (a /dev/shm file or /proc/<pid>/fd/<n> of a memfd).
     #[staticmethod]
     fn attach(path: std::path::PathBuf) -> PyResult<Ring> {
-        Ok(Ring { ring: CoreRing::attach(&path).map_err(to_py)? })
+        Ok(Ring { ring: Arc::new(CoreRing::attach(&path).map_err(to_py)?) })
     }
 
     #[getter]
@@ -217,8 +220,8 @@ impl Ring {
 /// The node's fixture store: named immutable byte values in shared memory, written by the
 /// node's coordinating process and read by its workers without a round trip.
 #[pyclass(module = "pytest_mproc._core", frozen)]
-struct Store {
-    store: CoreStore,
+pub(crate) struct Store {
+    pub(crate) store: Arc<CoreStore>,
 }
 
 #[pymethods]
@@ -226,11 +229,11 @@ impl Store {
     #[staticmethod]
     #[pyo3(signature = (entries=1024, capacity=4usize<<30))]
     fn create(entries: usize, capacity: usize) -> PyResult<Store> {
-        Ok(Store { store: CoreStore::create(entries, capacity).map_err(to_py)? })
+        Ok(Store { store: Arc::new(CoreStore::create(entries, capacity).map_err(to_py)?) })
     }
     #[staticmethod]
     fn attach(path: std::path::PathBuf) -> PyResult<Store> {
-        Ok(Store { store: CoreStore::attach(&path).map_err(to_py)? })
+        Ok(Store { store: Arc::new(CoreStore::attach(&path).map_err(to_py)?) })
     }
     #[getter]
     fn path(&self) -> String {
@@ -309,6 +312,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RingFull", m.py().get_type::<RingFull>())?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
     m.add_function(wrap_pyfunction!(set_parent_death_signal, m)?)?;
+    multihost::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -150,7 +150,12 @@ impl Coordinator {
     /// Listens on `addr` for bridges (and, when `collection` is None — standalone mode — for
     /// one remote main whose Hello carries the collection).
     pub fn listen(addr: &str, token: Vec<u8>, collection: Option<Vec<String>>, sink: MainSink) -> std::io::Result<Coordinator> {
-        let listener = TcpListener::bind(addr)?;
+        Coordinator::from_listener(TcpListener::bind(addr)?, token, collection, sink)
+    }
+
+    /// Like `listen`, on a socket already bound (the main binds before it forks, so its local
+    /// node can be forked before any coordinator thread exists).
+    pub fn from_listener(listener: TcpListener, token: Vec<u8>, collection: Option<Vec<String>>, sink: MainSink) -> std::io::Result<Coordinator> {
         let local = listener.local_addr()?;
         let standalone = collection.is_none();
         let st = State { collection: collection.map(Arc::new), main_present: !standalone, ..Default::default() };
@@ -219,6 +224,16 @@ impl Coordinator {
         while !st.main_gone {
             st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Like `wait_main_gone`, bounded: true once the main came and went.
+    pub fn main_gone_within(&self, timeout: Duration) -> bool {
+        let st = self.shared.lock();
+        if st.main_gone {
+            return true;
+        }
+        let st = self.shared.changed.wait_timeout(st, timeout).unwrap_or_else(|p| p.into_inner()).0;
+        st.main_gone
     }
 
     /// Stops accepting and drops every connection.

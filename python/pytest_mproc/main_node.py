@@ -1,0 +1,289 @@
+"""The main node of a multi-host run (`--as-main HOST[:PORT] [--cores N]`).
+
+It collects, orders the work (scheduling.py), serves the queue through the coordinator (Rust,
+in this process; or a standalone one reached over TCP), sets up global fixtures and publishes
+their values to every node, and replays the results that nodes stream back into pytest's hooks,
+exactly as a single-host run does. With --cores N it also forks a local worker node.
+
+It decides what node failures mean, because only it knows which tests have results:
+- a worker that died on a node: the test it was running is reported as crashed;
+- a node lost mid-run: the tests it was running are reported as crashed, every other test it
+  had taken without a result goes back to the front of the queue for the other nodes;
+- no node connected for --mproc-node-wait seconds: the run ends naming the tests not run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections import defaultdict
+
+from . import _core, messages
+from .fixture_host import FixtureHost
+from .replay import replay_crash, replay_result, report_decoder
+from .verbose import log
+from .worker_node import WORKER_DIED, NodeError, NodeRun
+
+_EVENT = b"J"[0]
+
+
+class MultiHostRun:
+    def __init__(self, owner, session, entries: list, host: str, port: int, local_workers: int,
+                 token: bytes, token_generated: bool) -> None:
+        self.owner = owner
+        self.session = session
+        self.config = session.config
+        self.items = session.items
+        self.entries = entries
+        self.host_name = host
+        self.port = port
+        self.local_workers = local_workers
+        self.token = token
+        self.token_generated = token_generated
+        self.node_wait = self.config.getoption("mproc_node_wait")
+        self.connect_timeout = self.config.getoption("mproc_connect_timeout")
+        self.done = bytearray(len(self.items))
+        self.remaining = len(self.items)
+        self.stopping = False
+        self.nodes: dict[int, str] = {}
+        self.local_pid = 0
+        self.decode_report = report_decoder(self.config)
+        # SINGLE_NODE blocks stay together when re-queued.
+        self.block_of: dict[int, int] = {}
+        for b, entry in enumerate(entries):
+            if len(entry) > 1:
+                for unit in entry:
+                    for i in unit:
+                        self.block_of[i] = b
+        self.results = _core.Ring.create(capacity=1024, slot_size=2048, leases=64, arena_bytes=256 << 20)
+        self.store = _core.Store.create()
+        self.fixtures = FixtureHost(self.store)
+
+    # ---- start ----
+
+    def execute(self) -> None:
+        collection = [item.nodeid for item in self.items]
+        sock = self._bind()
+        if self.local_workers:
+            self._fork_local_node(sock)
+        if sock is not None:
+            self.coord = _core.Coordinator.listen_fd(sock.detach(), self.token, collection, self.results)
+            where = f"{self.host_name}:{self.coord.port}"
+        else:
+            try:
+                self.coord = _core.Coordinator.connect(self.host_name, self.port, self.token, collection,
+                                                       self.results, self.connect_timeout)
+            except OSError as e:
+                raise self.session.Interrupted(f"pytest-mproc: {e}") from None
+            where = f"the coordinator at {self.host_name}:{self.port}"
+        self._announce(where)
+        try:
+            self._run()
+        except BaseException:
+            self.coord.stop()
+            self._end_local_node(kill=True)
+            raise
+        finally:
+            self.coord.close()
+            self.owner.fixture_errors += self.fixtures.teardown()
+        self.owner.not_run = self.remaining
+
+    def _bind(self) -> socket.socket | None:
+        """Our listening socket, or None when HOST:PORT is someone else's (a standalone
+        coordinator, `pytest_mproc.orchestration.main`)."""
+        try:
+            family = socket.AF_INET6 if ":" in self.host_name else socket.AF_INET
+            return socket.create_server((self.host_name, self.port), family=family, backlog=128)
+        except OSError as e:
+            if self.port and e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                log(f"{self.host_name}:{self.port} is not ours to serve ({e.strerror}): using it as a coordinator")
+                return None
+            raise self.session.Interrupted(f"pytest-mproc: cannot listen on {self.host_name}:{self.port}: {e.strerror}") from None
+
+    def _announce(self, where: str) -> None:
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        lines = [f"pytest-mproc: main node serving {len(self.items)} tests on {where}"]
+        if self.token_generated:
+            lines.append(f"pytest-mproc: worker nodes need PTMPROC_AUTH_TOKEN={self.token.hex()}")
+        for line in lines:
+            if tr is not None:
+                tr.write_line(line)
+            else:
+                sys.stderr.write(line + "\n")
+
+    def _fork_local_node(self, sock: socket.socket | None) -> None:
+        """The main's own workers: a worker node forked from here, connecting over loopback.
+        Forked before any coordinator thread exists."""
+        host = self.host_name
+        if sock is not None:
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+            port = sock.getsockname()[1]
+        else:
+            port = self.port
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if sock is not None:
+                    sock.close()
+                _core.set_parent_death_signal(signal.SIGKILL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                node = NodeRun(self.session, self.local_workers, host, port, self.token, self.connect_timeout,
+                               name=f"{socket.gethostname()}:main")
+                node.execute()
+                code = 0
+            except NodeError as e:
+                sys.stderr.write(f"pytest-mproc local node: {e}\n")
+            except BaseException as e:  # noqa: BLE001 - must never return into the main's pytest
+                sys.stderr.write(f"pytest-mproc local node failed: {e!r}\n")
+            finally:
+                os._exit(code)
+        self.local_pid = pid
+
+    def _end_local_node(self, kill: bool) -> None:
+        if not self.local_pid:
+            return
+        if kill:
+            try:
+                os.kill(self.local_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.waitpid(self.local_pid, 0)
+        self.local_pid = 0
+
+    # ---- the run ----
+
+    def _run(self) -> None:
+        globals_needed = FixtureHost.global_fixtures_of(self.items)
+        pending = list(self.entries)
+        pending = self._submit_runnable(pending)
+        for name in globals_needed:
+            self.fixtures.build(name)
+            spec_key = f"global:{name}"
+            self.coord.publish(spec_key, self.store.get(spec_key))
+            pending = self._submit_runnable(pending)
+            self._drain()
+        alone_since = time.monotonic() if not self.nodes else None
+        while self.remaining and not (self.stopping and not self.nodes):
+            data = self.results.pop(timeout=0.1)
+            if data is not None:
+                self._handle(data)
+            if self.nodes:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+            elif time.monotonic() - alone_since > self.node_wait:
+                self._give_up()
+        self.coord.finish()
+        if not self.coord.wait_nodes_gone(30):
+            log("some nodes did not leave within 30 s")
+        self._drain()
+        self._end_local_node(kill=False)
+
+    def _submit_runnable(self, pending: list) -> list:
+        """Submits, in order, the entries whose global fixtures are set up; returns the rest."""
+        ready, rest = [], []
+        for entry in pending:
+            globals_ = FixtureHost.global_fixtures_of(self.items[i] for unit in entry for i in unit)
+            (ready if all(self.fixtures.ready(g) for g in globals_) else rest).append(entry)
+        if ready:
+            self.coord.submit(ready)
+        return rest
+
+    def _drain(self) -> None:
+        while (data := self.results.try_pop()) is not None:
+            self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
+        if data[0] == _EVENT:
+            self._on_event(json.loads(data[1:]))
+            return
+        msg = messages.decode(data)
+        kind = msg[0]
+        if kind == messages.RESULT:
+            self._on_result(msg[2], msg[3], msg[4], msg[5])
+        elif kind == WORKER_DIED:
+            _, wid, pid, status, running, tail, node = msg
+            for index in running:
+                self._crash(index, f"{wid} on node {node}", pid, status, tail)
+
+    def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
+        if self.done[index]:
+            return
+        item = self.items[index]
+        if "location" not in item.__dict__:
+            item.__dict__["location"] = location
+        self.done[index] = 1
+        self.remaining -= 1
+        replay_result(self.config, item, reports, warnings, self.decode_report)
+        self._check_stop()
+
+    def _crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> None:
+        if self.done[index]:
+            return
+        self.done[index] = 1
+        self.remaining -= 1
+        self.owner.crashed.append(self.items[index].nodeid)
+        replay_crash(self.config, self.items[index], who, pid, status, tail, None, reason=reason)
+        self._check_stop()
+
+    def _check_stop(self) -> None:
+        if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
+            self.stopping = True
+            self.coord.stop()
+            log("stop requested: no new tests start on any node")
+
+    def _on_event(self, ev: dict) -> None:
+        kind = ev["ev"]
+        log(f"coordinator event: {kind} {ev.get('name', '')} {ev.get('reason', '')}")
+        if kind == "joined":
+            self.nodes[ev["node"]] = ev["name"]
+        elif kind == "left":
+            self.nodes.pop(ev["node"], None)
+        elif kind == "refused":
+            who = ev.get("name") or ev.get("peer") or "a peer"
+            self.owner.node_notes.append(f"refused {who}: {ev['reason']}")
+        elif kind == "lost":
+            self.nodes.pop(ev["node"], None)
+            self.owner.node_notes.append(f"lost node {ev['name']}: {ev['reason']}")
+            self._on_node_lost(ev)
+        elif kind == "coordinator_lost":
+            raise self.session.Interrupted(
+                f"pytest-mproc: lost the coordinator ({ev['reason']}); {self.remaining} tests have no result")
+
+    def _on_node_lost(self, ev: dict) -> None:
+        running = set(ev["running"])
+        for index in sorted(running):
+            self._crash(index, f"node {ev['name']}", 0, 0, "", reason=f"node {ev['name']} was lost: {ev['reason']}")
+        if self.stopping:
+            return
+        entries: list = []
+        blocks: dict[int, list] = defaultdict(list)
+        for unit in ev["units"]:
+            rest = [i for i in unit if not self.done[i]]
+            if not rest:
+                continue
+            b = self.block_of.get(rest[0])
+            if b is None:
+                entries.append([rest])
+            else:
+                if not blocks[b]:
+                    entries.append(blocks[b])
+                blocks[b].append(rest)
+        if entries:
+            log(f"re-queueing {sum(len(e) for e in entries)} units of lost node {ev['name']}")
+            self.coord.submit(entries, front=True)
+
+    def _give_up(self) -> None:
+        missing = [self.items[i].nodeid for i in range(len(self.items)) if not self.done[i]]
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise self.session.Interrupted(
+            f"pytest-mproc: no worker node connected for {self.node_wait:g} s; "
+            f"{len(missing)} tests not run: {shown}")
