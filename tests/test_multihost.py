@@ -1,0 +1,313 @@
+"""Multi-host runs for real: a main and worker nodes as separate process trees over TCP on
+127.0.0.x (see cluster.py), each behaviour checked at the main's report and in a ledger the
+tests write on whichever node runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from cluster import LEDGER_CONFTEST, Cluster, ledger_rows
+
+TOKEN = "5e" * 32
+
+
+@pytest.fixture
+def cluster(pytester, monkeypatch):
+    ledger = pytester.path / "ledger.txt"
+    monkeypatch.setenv("LEDGER", str(ledger))
+    pytester.makeconftest(LEDGER_CONFTEST)
+    c = Cluster(pytester.path, TOKEN)
+    c.ledger = ledger
+    yield c
+    c.close()
+
+
+def suite(pytester, n=30, extra=""):
+    pytester.makepyfile(test_suite=f"""
+import time
+import pytest
+
+@pytest.mark.parametrize("i", range({n}))
+def test_work(i):
+    time.sleep(0.01)
+
+def test_fails():
+    assert 1 == 2
+{extra}
+""")
+
+
+def outcome_counts(text: str) -> dict[str, int]:
+    last = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed)", l)][-1]
+    return {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|error|errors)", last)}
+
+
+def test_two_nodes_two_cores_each_run_every_test_once_reported_at_the_main(pytester, cluster):
+    suite(pytester, 40)
+    main = cluster.main("-rA", "--junitxml", str(pytester.path / "junit.xml"))
+    a = cluster.node("a")
+    b = cluster.node("b")
+    assert main.wait() == 1, main.text()
+    assert a.wait() == 0 and b.wait() == 0, a.text() + b.text()
+    text = main.text()
+    assert outcome_counts(text) == {"passed": 40, "failed": 1}
+    assert "FAILED test_suite.py::test_fails" in text
+    assert len(re.findall(r"^PASSED test_suite.py::test_work", text, re.M)) == 40
+    rows = ledger_rows(cluster.ledger)
+    assert Counter(r[0] for r in rows) == Counter({f"test_suite.py::test_work[{i}]": 1 for i in range(40)}
+                                                  | {"test_suite.py::test_fails": 1})
+    assert {r[1] for r in rows} == {"a", "b"}, "both nodes took work"
+    assert len({r[2] for r in rows if r[1] == "a"}) <= 2 and len({r[2] for r in rows}) >= 3
+    junit = (pytester.path / "junit.xml").read_text()
+    assert junit.count("<testcase") == 41
+
+
+def test_main_with_cores_runs_local_workers_and_needs_no_node(pytester, cluster):
+    suite(pytester, 10)
+    main = cluster.main("--cores", "2")
+    assert main.wait() == 1, main.text()
+    assert outcome_counts(main.text()) == {"passed": 10, "failed": 1}
+    assert {r[1] for r in ledger_rows(cluster.ledger)} == {"main"}
+
+
+def test_wrong_token_is_refused_and_the_run_goes_on(pytester, cluster):
+    suite(pytester, 10)
+    main = cluster.main()
+    intruder = cluster.node("intruder", env={"PTMPROC_AUTH_TOKEN": "00" * 32})
+    assert intruder.wait() == 2
+    assert "wrong auth token" in intruder.text()
+    good = cluster.node("good")
+    assert main.wait() == 1 and good.wait() == 0, main.text()
+    assert outcome_counts(main.text()) == {"passed": 10, "failed": 1}
+    assert re.search(r"pytest-mproc: refused .*wrong auth token", main.text())
+    assert {r[1] for r in ledger_rows(cluster.ledger)} == {"good"}
+
+
+def test_a_node_with_a_different_collection_is_refused(pytester, cluster, tmp_path_factory):
+    suite(pytester, 10)
+    other = tmp_path_factory.mktemp("other")
+    (other / "conftest.py").write_text(LEDGER_CONFTEST)
+    (other / "test_suite.py").write_text("def test_work():\n    pass\n\ndef test_only_here():\n    pass\n")
+    main = cluster.main()
+    odd = cluster.node("odd", cwd=other)
+    assert odd.wait() == 2
+    assert re.search(r"collection differs .*missing on the node: test_suite.py::test_work\[0\].*"
+                     r"only on the node: .*test_suite.py::test_only_here", odd.text())
+    good = cluster.node("good")
+    assert main.wait() == 1 and good.wait() == 0
+    assert "collection differs" in main.text()
+    assert outcome_counts(main.text()) == {"passed": 10, "failed": 1}
+
+
+def test_a_node_killed_mid_run_its_tests_go_to_another_node(pytester, cluster):
+    # test_a_blocks is first in the queue; the victim node (one worker) takes it and prefetches
+    # more; it is SIGKILLed while running test_a_blocks.
+    pytester.makepyfile(test_a_blocks="""
+import time
+def test_a_blocks():
+    time.sleep(120)
+""")
+    suite(pytester, 30)
+    main = cluster.main("-rA", env={"PTMPROC_VERBOSE": "1"})
+    victim = cluster.node("victim", cores=1)
+    # The coordinator logs what each node reports running: once it shows test 0, the main knows.
+    main.wait_for(r"node \d+ \(\S+\) running \[0\]", timeout=60)
+    victim.kill()
+    survivor = cluster.node("survivor")
+    assert main.wait() == 1, main.text()
+    assert survivor.wait() == 0, survivor.text()
+    text = main.text()
+    assert outcome_counts(text) == {"passed": 30, "failed": 2}
+    assert "FAILED test_a_blocks.py::test_a_blocks - node" in text
+    assert re.search(r"_ test_a_blocks _+\nnode \S+ was lost: connection closed; "
+                     r"this test was running there and is not run again", text)
+    assert "lost node" in text
+    rows = ledger_rows(cluster.ledger)
+    assert Counter(r[0] for r in rows if r[1] == "survivor") == Counter(
+        {f"test_suite.py::test_work[{i}]": 1 for i in range(30)} | {"test_suite.py::test_fails": 1})
+    assert [r[0] for r in rows if r[1] == "victim"] == ["test_a_blocks.py::test_a_blocks"]
+    for i in range(30):
+        assert len(re.findall(rf"^PASSED test_suite.py::test_work\[{i}\]$", text, re.M)) == 1
+
+
+def test_main_killed_leaves_no_process_behind_within_10_seconds(pytester, cluster):
+    pytester.makepyfile(test_slow="""
+import time
+import pytest
+@pytest.mark.parametrize("i", range(20))
+def test_slow(i):
+    time.sleep(30)
+""")
+    main = cluster.main("--cores", "1")
+    cluster.node("a")
+    cluster.node("b")
+    deadline = time.monotonic() + 60
+    while len({r[1] for r in ledger_rows(cluster.ledger)}) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert {r[1] for r in ledger_rows(cluster.ledger)} == {"main", "a", "b"}
+    before = cluster.alive()
+    assert len(before) >= 3 + 2 * (1 + 1 + 1 + 2)  # main, its local node tree, two node trees
+    os.kill(main.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    while cluster.alive() and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert cluster.alive() == [], f"still alive 10 s after the main was killed: {cluster.alive()}"
+
+
+def test_no_node_ever_connects_ends_with_the_tests_not_run(pytester, cluster):
+    suite(pytester, 3)
+    main = cluster.main("--mproc-node-wait", "1")
+    assert main.wait() == 2
+    assert re.search(r"no worker node connected for 1 s; 4 tests not run: test_suite.py::test_work\[0\]", main.text())
+
+
+def test_a_worker_node_gives_up_when_the_main_is_unreachable(pytester, cluster):
+    suite(pytester, 1)
+    node = cluster.node("lonely", "--mproc-connect-timeout", "1", address="127.0.0.1:9")
+    assert node.wait() == 2
+    assert re.search(r"could not connect to the main at 127.0.0.1:9 within 1 s", node.text())
+
+
+def test_global_fixture_once_per_run_node_fixture_once_per_node(pytester, cluster):
+    log = pytester.path / "setups.txt"
+    pytester.makepyfile(test_fx=f"""
+import os
+import pytest
+from pytest_mproc.fixtures import global_fixture, node_fixture
+
+def note(what):
+    with open({str(log)!r}, "a") as f:
+        f.write(what + " " + os.environ.get("NODE_NAME", "main") + "\\n")
+
+@global_fixture()
+def shared_db():
+    note("global")
+    yield "db-url"
+    note("global-teardown")
+
+@node_fixture()
+def node_cache(shared_db):
+    note("node")
+    return shared_db + "/cache"
+
+@pytest.mark.parametrize("i", range(24))
+def test_uses(i, node_cache, shared_db):
+    assert node_cache == "db-url/cache" and shared_db == "db-url"
+""")
+    main = cluster.main()
+    a = cluster.node("a")
+    b = cluster.node("b")
+    assert main.wait() == 0, main.text()
+    assert a.wait() == 0 and b.wait() == 0
+    rows = [l.split() for l in log.read_text().splitlines()]
+    assert Counter(tuple(r) for r in rows) == Counter({("global", "main"): 1, ("global-teardown", "main"): 1,
+                                                       ("node", "a"): 1, ("node", "b"): 1})
+    assert outcome_counts(main.text()) == {"passed": 24}
+
+
+def test_single_node_group_runs_on_one_node_spread_over_its_workers(pytester, cluster):
+    pytester.makepyfile(test_grp="""
+import time
+import pytest
+import pytest_mproc
+from pytest_mproc import GroupTag, TestExecutionConstraint
+
+TAG = GroupTag("together", restrict_to=TestExecutionConstraint.SINGLE_NODE)
+
+@pytest_mproc.group(TAG)
+@pytest.mark.parametrize("i", range(12))
+def test_grouped(i):
+    time.sleep(0.05)
+
+@pytest.mark.parametrize("i", range(20))
+def test_free(i):
+    time.sleep(0.02)
+""")
+    main = cluster.main()
+    a = cluster.node("a")
+    b = cluster.node("b")
+    assert main.wait() == 0, main.text()
+    assert a.wait() == 0 and b.wait() == 0
+    rows = ledger_rows(cluster.ledger)
+    grouped = [r for r in rows if "test_grouped" in r[0]]
+    assert len(grouped) == 12
+    assert len({r[1] for r in grouped}) == 1, f"group split over nodes: {grouped}"
+    assert len({r[2] for r in grouped}) == 2, "spread over the node's two workers"
+
+
+def test_standalone_orchestration_main_serves_main_and_nodes(pytester, cluster):
+    import socket
+    import subprocess
+    import sys
+
+    suite(pytester, 12)
+    with socket.socket() as s:
+        s.bind(("127.0.0.4", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", f"import pytest_mproc; pytest_mproc.orchestration.main('127.0.0.4', {port}, "
+                               f"bytes.fromhex({TOKEN!r}))"],
+        start_new_session=True)
+    try:
+        address = f"127.0.0.4:{port}"
+        node = cluster.node("a", address=address)  # may come before the main
+        main = cluster.spawn(["--as-main", address, "-rA"], "main")
+        assert main.wait() == 1, main.text()
+        assert node.wait() == 0, node.text()
+        assert outcome_counts(main.text()) == {"passed": 12, "failed": 1}
+        assert server.wait(30) == 0, "the server ends after its main left"
+    finally:
+        server.kill()
+    assert {r[1] for r in ledger_rows(cluster.ledger)} == {"a"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--as-worker", "127.0.0.1:1"], "--as-worker needs --cores N"),
+        (["--as-worker", "127.0.0.1", "--cores", "1"], "--as-worker: expected HOST:PORT"),
+        (["--as-main", "127.0.0.1:99999"], "--as-main: invalid port '99999'"),
+        (["--as-main", "127.0.0.1:1", "--as-worker", "127.0.0.1:1", "--cores", "1"], "cannot be combined"),
+    ],
+)
+def test_usage_errors(pytester, args, message):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_worker_without_token_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.delenv("PTMPROC_AUTH_TOKEN", raising=False)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("--as-worker", "127.0.0.1:1", "--cores", "1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no auth token: set PTMPROC_AUTH_TOKEN" in result.stderr.str()
+
+
+def test_main_without_token_prints_one_and_a_callback_token_is_used(pytester, monkeypatch):
+    monkeypatch.delenv("PTMPROC_AUTH_TOKEN", raising=False)
+    pytester.makepyfile("def test_x(): pass")
+    c = Cluster(pytester.path, "")
+    try:
+        main = c.spawn(["--as-main", "127.0.0.1", "--cores", "1"], "main", env={"PTMPROC_AUTH_TOKEN": ""})
+        m = main.wait_for(r"PTMPROC_AUTH_TOKEN=([0-9a-f]{64})")
+        assert main.wait() == 0, main.text()
+        assert len(bytes.fromhex(m.group(1))) == 32
+    finally:
+        c.close()
+    pytester.makeconftest("import pytest_mproc\npytest_mproc.set_user_defined_auth_token(lambda: b'from-callback')\n")
+    c = Cluster(pytester.path, "")
+    try:
+        main = c.spawn(["--as-main", "127.0.0.1", "--cores", "1"], "main2", env={"PTMPROC_AUTH_TOKEN": ""})
+        assert main.wait() == 0, main.text()
+        assert "PTMPROC_AUTH_TOKEN=" not in main.text()
+    finally:
+        c.close()
