@@ -54,6 +54,13 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes bytes as they are (tests use it to send malformed frames).
+    pub fn send_raw(&self, bytes: &[u8]) -> Result<(), NetError> {
+        let mut s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        s.write_all(bytes)?;
+        Ok(())
+    }
+
     /// Ends the connection both ways (wakes the reader thread of this socket).
     pub fn shutdown(&self) {
         let s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,7 +124,7 @@ impl Conn {
 /// Connects to `addr`, retrying refused/unreachable attempts until `timeout` has passed.
 pub fn connect_retry(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let deadline = std::time::Instant::now() + timeout;
-    let mut pause = Duration::from_millis(20);
+    let mut pause = Duration::from_millis(10);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match TcpStream::connect_timeout(addr, left.max(Duration::from_millis(10)).min(Duration::from_secs(5))) {
@@ -126,7 +133,7 @@ pub fn connect_retry(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStre
             Err(_) => {
                 // Waiting for the main to start listening: a back-off, not a synchronisation.
                 std::thread::sleep(pause.min(left));
-                pause = (pause * 2).min(Duration::from_millis(500));
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
         }
     }

@@ -311,3 +311,123 @@ def test_main_without_token_prints_one_and_a_callback_token_is_used(pytester, mo
         assert "PTMPROC_AUTH_TOKEN=" not in main.text()
     finally:
         c.close()
+
+
+def test_a_worker_crash_on_a_node_is_reported_at_the_main_and_the_node_goes_on(pytester, cluster):
+    pytester.makepyfile(test_crash="""
+import os
+import pytest
+
+def test_dies():
+    import faulthandler
+    faulthandler._sigsegv()
+
+@pytest.mark.parametrize("i", range(10))
+def test_after(i):
+    pass
+""")
+    main = cluster.main("-rA")
+    node = cluster.node("a", cores=1)
+    assert main.wait() == 1, main.text()
+    assert node.wait() == 0, node.text()
+    text = main.text()
+    assert outcome_counts(text) == {"passed": 10, "failed": 1}
+    assert re.search(r"worker gw0 on node \S+ \(pid \d+\) crashed while running this test: killed by SIGSEGV", text)
+    assert "Fatal Python error: Segmentation fault" in text and "test_dies" in text
+
+
+def _netns(name: str, subnet: int) -> None:
+    import subprocess
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", name)
+    ip("link", "add", f"{name}-h", "type", "veth", "peer", "name", f"{name}-n")
+    ip("link", "set", f"{name}-n", "netns", name)
+    ip("addr", "add", f"10.{subnet}.0.1/24", "dev", f"{name}-h")
+    ip("link", "set", f"{name}-h", "up")
+    ip("netns", "exec", name, "ip", "addr", "add", f"10.{subnet}.0.2/24", "dev", f"{name}-n")
+    ip("netns", "exec", name, "ip", "link", "set", f"{name}-n", "up")
+    ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+
+
+def test_nodes_in_network_namespaces(pytester, cluster):
+    """Two worker nodes, each in its own network namespace (own stack, reached over a veth)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    names = [f"mp{os.getpid() % 10000}a", f"mp{os.getpid() % 10000}b"]
+    subnets = [200 + os.getpid() % 25, 225 + os.getpid() % 25]
+    try:
+        for name, subnet in zip(names, subnets):
+            _netns(name, subnet)
+    except (subprocess.CalledProcessError, FileNotFoundError) as e:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        pytest.skip(f"cannot create network namespaces here: {e}")
+    try:
+        suite(pytester, 30)
+        main = cluster.main("-rA", host="0.0.0.0", env={"PTMPROC_VERBOSE": "1"})
+        nodes = [
+            cluster.node(f"ns{k}", address=f"10.{subnet}.0.1:{cluster.port}", prefix=["ip", "netns", "exec", name])
+            for k, (name, subnet) in enumerate(zip(names, subnets))
+        ]
+        assert main.wait() == 1, main.text()
+        for n in nodes:
+            assert n.wait() == 0, n.text()
+        assert outcome_counts(main.text()) == {"passed": 30, "failed": 1}
+        rows = ledger_rows(cluster.ledger)
+        assert Counter(r[0] for r in rows) == Counter(
+            {f"test_suite.py::test_work[{i}]": 1 for i in range(30)} | {"test_suite.py::test_fails": 1})
+        assert {r[1] for r in rows} == {"ns0", "ns1"}
+        # The peers the main saw were the namespaces' own addresses, not loopback.
+        peers = re.findall(r"Joined \{.*peer: \"10\.(\d+)\.0\.2:\d+\"", main.text())
+        assert sorted(int(p) for p in peers) == sorted(subnets)
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def test_port_from_the_allocation_callback_or_the_environment(pytester, cluster):
+    suite(pytester, 2)
+    port = _free_port("127.0.0.2")
+    pytester.makeconftest(LEDGER_CONFTEST + f"\nimport pytest_mproc\npytest_mproc.set_user_defined_port_alloc(lambda: {port})\n")
+    main = cluster.main("--cores", "1")
+    assert cluster.port == port
+    assert main.wait() == 1, main.text()
+    env_port = _free_port("127.0.0.2")
+    main = cluster.main("--cores", "1", env={"PTMPROC_GLOBALMGR_PORT": str(env_port)})
+    assert cluster.port == env_port, "the environment variable wins over the callback"
+    assert main.wait() == 1, main.text()
+
+
+def test_maxfail_stops_every_node(pytester, cluster):
+    pytester.makepyfile(test_stop="""
+import time
+import pytest
+
+def test_a_fails():
+    assert 0
+
+@pytest.mark.parametrize("i", range(200))
+def test_later(i):
+    time.sleep(0.02)
+""")
+    main = cluster.main("-x")
+    a = cluster.node("a")
+    assert main.wait() == 1, main.text()
+    assert a.wait() == 0, a.text()
+    text = main.text()
+    m = re.search(r"pytest-mproc: (\d+) tests not run", text)
+    assert m and int(m.group(1)) > 100, text
+    assert len(ledger_rows(cluster.ledger)) < 100

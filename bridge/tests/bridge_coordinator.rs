@@ -218,3 +218,46 @@ fn standalone_coordinator_relays_between_a_remote_main_and_nodes() {
     link.close();
     coord.wait_main_gone();
 }
+
+#[test]
+fn malformed_or_oversized_frames_drop_only_that_connection() {
+    use std::io::Write;
+    let token = b"t".to_vec();
+    let coll = collection(4);
+    let main = ring(64);
+    let coord = Coordinator::listen("127.0.0.1:0", token.clone(), Some(coll.clone()), MainSink::Ring(main.clone())).unwrap();
+    // Before authentication: a frame announcing 1 GiB is refused from its header alone.
+    let mut raw = TcpStream::connect(("127.0.0.1", coord.port())).unwrap();
+    raw.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+    let ev = next_event(&main);
+    assert_eq!(ev["ev"], "refused");
+    assert!(ev["reason"].as_str().unwrap().contains("exceeds the limit of 512"), "{ev}");
+    // After authentication: garbage where a frame should be -> that node is dropped as lost.
+    let stream = TcpStream::connect(("127.0.0.1", coord.port())).unwrap();
+    let mut conn = Conn::new(stream, HANDSHAKE_MAX_FRAME).unwrap();
+    handshake::connect(&mut conn, &token, Hello { role: Role::Node, node: "garbled".into(), workers: 1, collection: coll.clone() }).unwrap();
+    assert_eq!(next_event(&main)["ev"], "joined");
+    let mut bad = 6u32.to_le_bytes().to_vec();
+    bad.extend_from_slice(&mproc_core::wire::WIRE_VERSION.to_le_bytes());
+    bad.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    conn_raw_write(&conn, &bad);
+    let ev = next_event(&main);
+    assert_eq!(ev["ev"], "lost");
+    assert!(ev["reason"].as_str().unwrap().contains("malformed frame"), "{ev}");
+    // The coordinator still serves a proper node.
+    coord.submit((0..4u32).map(|i| vec![vec![i]]).collect(), false);
+    let node = start_node(coord.port(), &token, coll, 1);
+    let mut got = std::collections::HashSet::new();
+    while got.len() < 4 {
+        if let Item::Result(i) = next(&main) {
+            got.insert(i);
+        }
+    }
+    coord.finish();
+    assert_eq!(node.finish().0, Outcome::Finished);
+}
+
+/// Writes raw bytes on an authenticated connection (bypassing the frame encoder).
+fn conn_raw_write(conn: &Conn, bytes: &[u8]) {
+    conn.writer.send_raw(bytes).unwrap();
+}
