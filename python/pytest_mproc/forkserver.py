@@ -12,16 +12,16 @@ import signal
 import sys
 
 from . import _core, messages, worker
+from .child import Child
 from .verbose import log
 
 
-class ForkServer:
+class ForkServer(Child):
     """The main's handle on the fork server process."""
 
     def __init__(self, pid: int, cmd_fd: int) -> None:
-        self.pid = pid
+        super().__init__(pid)
         self._cmd = cmd_fd
-        self.exit_status: int | None = None
 
     def spawn(self, wid: str) -> None:
         os.write(self._cmd, f"S {wid}\n".encode())
@@ -33,34 +33,16 @@ class ForkServer:
             os.close(self._cmd)
             self._cmd = -1
 
-    def alive(self) -> bool:
-        if self.exit_status is not None:
-            return False
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        if pid == 0:
-            return True
-        self.exit_status = status
-        return False
-
     def shutdown(self) -> None:
         """Closing the command pipe tells the server to end; it exits once its workers have."""
         if self._cmd >= 0:
             os.close(self._cmd)
             self._cmd = -1
 
-    def kill(self) -> None:
+    def kill(self, group: bool = True) -> None:
         """Ends the server and every worker at once (Ctrl-C, fatal errors)."""
         self.shutdown()
-        if self.exit_status is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.wait()
-
-    def wait(self) -> None:
-        if self.exit_status is None:
-            _, self.exit_status = os.waitpid(self.pid, 0)
+        super().kill(group=group)
 
 
 def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: _core.Store,

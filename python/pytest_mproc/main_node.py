@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 
 from . import _core, messages
+from .child import Child
 from .fixture_host import FixtureHost
 from .replay import replay_crash, replay_result, report_decoder
 from .verbose import log
@@ -51,7 +52,7 @@ class MultiHostRun:
         self.remaining = len(self.items)
         self.stopping = False
         self.nodes: dict[int, str] = {}
-        self.local_pid = 0
+        self.local: Child | None = None
         self.decode_report = report_decoder(self.config)
         # SINGLE_NODE blocks stay together when re-queued.
         self.block_of: dict[int, int] = {}
@@ -145,18 +146,15 @@ class MultiHostRun:
                 sys.stderr.write(f"pytest-mproc local node failed: {e!r}\n")
             finally:
                 os._exit(code)
-        self.local_pid = pid
+        self.local = Child(pid)
 
     def _end_local_node(self, kill: bool) -> None:
-        if not self.local_pid:
+        if self.local is None:
             return
         if kill:
-            try:
-                os.kill(self.local_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.waitpid(self.local_pid, 0)
-        self.local_pid = 0
+            self.local.kill()
+        else:
+            self.local.wait()
 
     # ---- the run ----
 
@@ -217,12 +215,9 @@ class MultiHostRun:
     def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
         if self.done[index]:
             return
-        item = self.items[index]
-        if "location" not in item.__dict__:
-            item.__dict__["location"] = location
         self.done[index] = 1
         self.remaining -= 1
-        replay_result(self.config, item, reports, warnings, self.decode_report)
+        replay_result(self.config, self.items[index], reports, warnings, location, self.decode_report)
         self._check_stop()
 
     def _crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> None:

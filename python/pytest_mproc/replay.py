@@ -46,7 +46,10 @@ def _log_test(config, item, reports, warning_tuples=()) -> None:
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
-def replay_result(config, item, report_dicts: list, warning_tuples: list, decode) -> list:
+def replay_result(config, item, report_dicts: list, warning_tuples: list, location: tuple, decode) -> list:
+    if "location" not in item.__dict__:
+        # The worker computed it already (it is a cached property, costly to recompute).
+        item.__dict__["location"] = location
     reports = [decode(data) for data in report_dicts]
     _log_test(config, item, reports, warning_tuples)
     return reports

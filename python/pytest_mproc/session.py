@@ -273,14 +273,10 @@ class _Run:
     def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
         if self.done[index]:
             return
-        item = self.items[index]
-        if "location" not in item.__dict__:
-            # The worker computed it already (it is a cached property, costly to recompute).
-            item.__dict__["location"] = location
         self.done[index] = 1
         self.remaining -= 1
         self.fruitless_deaths = 0
-        replay_result(self.config, self.items[index], reports, warnings, self.decode_report)
+        replay_result(self.config, self.items[index], reports, warnings, location, self.decode_report)
         if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
             self._stop()
         else:

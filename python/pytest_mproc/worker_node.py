@@ -17,6 +17,7 @@ import time
 import uuid
 
 from . import _core, forkserver, messages
+from .child import Child
 from .fixture_host import FixtureHost
 from .replay import describe_status, stderr_tail
 from .verbose import log
@@ -53,8 +54,7 @@ class NodeRun:
         self.host = FixtureHost(self.store, remote_global=self._wait_global)
         self.next_wid = workers
         self.fruitless_deaths = 0
-        self.bridge_pid = 0
-        self.bridge_status: int | None = None
+        self.bridge: Child | None = None
         self.fixture_errors: list[str] = []
 
     # ---- life cycle ----
@@ -67,7 +67,7 @@ class NodeRun:
         self.fs = forkserver.start(self.session, self.workers, self.tasks, self.results, self.store,
                                    self.rundir, uuid.uuid4().hex, control=self.control)
         self._start_bridge()
-        log(f"node {self.name}: fork server {self.fs.pid}, bridge {self.bridge_pid}, {self.workers} workers")
+        log(f"node {self.name}: fork server {self.fs.pid}, bridge {self.bridge.pid}, {self.workers} workers")
         try:
             for name in FixtureHost.node_fixtures_of(self.items):
                 self.host.build(name)
@@ -101,37 +101,28 @@ class NodeRun:
                     f.write(message)
             finally:
                 os._exit(code)
-        self.bridge_pid = pid
-
-    def _bridge_alive(self) -> bool:
-        if self.bridge_status is not None:
-            return False
-        pid, status = os.waitpid(self.bridge_pid, os.WNOHANG)
-        if pid == 0:
-            return True
-        self.bridge_status = status
-        return False
+        self.bridge = Child(pid)
 
     def _bridge_message(self) -> str:
         try:
             with open(os.path.join(self.rundir, _STATUS_FILE)) as f:
                 return f.read().strip()
         except OSError:
-            return f"the bridge process {describe_status(self.bridge_status or 0)}"
+            return f"the bridge process {describe_status(self.bridge.exit_status or 0)}"
 
     def _kill_bridge(self) -> None:
-        if self.bridge_pid and self._bridge_alive():
-            os.kill(self.bridge_pid, signal.SIGKILL)
-            os.waitpid(self.bridge_pid, 0)
+        if self.bridge is not None:
+            self.bridge.kill()
 
     def _bridge_failed(self) -> bool:
-        return self.bridge_status is not None and os.waitstatus_to_exitcode(self.bridge_status) != 0
+        status = self.bridge.exit_status
+        return status is not None and os.waitstatus_to_exitcode(status) != 0
 
     def _wait_global(self, key: str) -> bytes:
         """A global fixture's value, once the bridge stored what the main published."""
         nap = 0.001
         while (data := self.store.get(key)) is None:
-            if not self._bridge_alive():
+            if not self.bridge.alive():
                 raise NodeError(self._bridge_message())
             time.sleep(nap)  # the value arrives over the network; nothing to wait on locally
             nap = min(nap * 2, 0.05)
@@ -146,7 +137,7 @@ class NodeRun:
             if data is not None:
                 self._handle(messages.decode(data))
                 continue
-            if not self._bridge_alive() and self._bridge_failed():
+            if not self.bridge.alive() and self._bridge_failed():
                 self.tasks.abort()
                 self.fs.kill()
                 raise NodeError(self._bridge_message())
@@ -161,8 +152,7 @@ class NodeRun:
         while (data := self.control.try_pop()) is not None:
             self._handle(messages.decode(data))
         self.results.close()  # the bridge sends what is left and says goodbye
-        if self.bridge_status is None:
-            _, self.bridge_status = os.waitpid(self.bridge_pid, 0)
+        self.bridge.wait()
 
     def _handle(self, msg: tuple) -> None:
         kind = msg[0]
