@@ -1,8 +1,6 @@
 """A worker that dies mid-test: that test fails naming the exit code or signal (with the worker's
 stderr tail), the worker is replaced, every other test still runs exactly once, no hang."""
 
-import os
-import signal
 
 import pytest
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+from typing import Callable
 
 
 class Child:
@@ -33,3 +35,25 @@ class Child:
             except ProcessLookupError:
                 pass
             self.wait()
+
+
+def fork(body: Callable[[], int], what: str) -> Child:
+    """Forks a child that runs `body()` and exits with its return code; it never returns into
+    the caller's code (pytest), whatever `body` raises."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = body()
+        except BaseException as e:  # noqa: BLE001 - the child must end here
+            try:
+                sys.stderr.write(f"pytest-mproc {what}: {e}\n" if isinstance(e, Exception) and str(e)
+                                 else f"pytest-mproc {what} failed: {e!r}\n")
+                sys.stderr.flush()
+            except Exception:
+                pass
+        finally:
+            os._exit(code)
+    return Child(pid)

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from . import _core, messages, worker
-from .child import Child
+from .child import Child, fork
 from .verbose import log
 
 
@@ -50,21 +50,12 @@ def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: 
     """`control` receives worker life-cycle messages (default: the results ring)."""
     control = control if control is not None else results
     r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 70
-        try:
-            os.close(w)
-            code = _serve(session, workers, r, tasks, results, store, rundir, testrunuid, control)
-        except BaseException as e:  # noqa: BLE001 - a fork server must never return into pytest
-            try:
-                sys.stderr.write(f"pytest-mproc fork server failed: {e!r}\n")
-            except Exception:
-                pass
-        finally:
-            os._exit(code)
+
+    def serve() -> int:
+        os.close(w)
+        return _serve(session, workers, r, tasks, results, store, rundir, testrunuid, control)
+
+    pid = fork(serve, "fork server").pid
     os.close(r)
     # Own process group: a terminal Ctrl-C reaches only the main, which then ends the group.
     try:

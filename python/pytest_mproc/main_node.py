@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import socket
 import sys
@@ -24,11 +23,11 @@ import time
 from collections import defaultdict
 
 from . import _core, messages
-from .child import Child
+from .child import Child, fork
 from .fixture_host import FixtureHost
 from .replay import replay_crash, replay_result, report_decoder
 from .verbose import log
-from .worker_node import WORKER_DIED, NodeError, NodeRun
+from .worker_node import WORKER_DIED, NodeRun
 
 _EVENT = b"J"[0]
 
@@ -126,27 +125,17 @@ class MultiHostRun:
             port = sock.getsockname()[1]
         else:
             port = self.port
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                if sock is not None:
-                    sock.close()
-                _core.set_parent_death_signal(signal.SIGKILL)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                node = NodeRun(self.session, self.local_workers, host, port, self.token, self.connect_timeout,
-                               name=f"{socket.gethostname()}:main")
-                node.execute()
-                code = 0
-            except NodeError as e:
-                sys.stderr.write(f"pytest-mproc local node: {e}\n")
-            except BaseException as e:  # noqa: BLE001 - must never return into the main's pytest
-                sys.stderr.write(f"pytest-mproc local node failed: {e!r}\n")
-            finally:
-                os._exit(code)
-        self.local = Child(pid)
+
+        def local_node() -> int:
+            if sock is not None:
+                sock.close()
+            _core.set_parent_death_signal(signal.SIGKILL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            NodeRun(self.session, self.local_workers, host, port, self.token, self.connect_timeout,
+                    name=f"{socket.gethostname()}:main").execute()
+            return 0
+
+        self.local = fork(local_node, "local node")
 
     def _end_local_node(self, kill: bool) -> None:
         if self.local is None:

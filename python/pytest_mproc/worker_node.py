@@ -11,13 +11,12 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 import uuid
 
 from . import _core, forkserver, messages
-from .child import Child
+from .child import Child, fork
 from .fixture_host import FixtureHost
 from .replay import describe_status, stderr_tail
 from .verbose import log
@@ -84,24 +83,19 @@ class NodeRun:
 
     def _start_bridge(self) -> None:
         collection = [item.nodeid for item in self.items]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 70
-            try:
-                # Not ours to hold: the fork server ends when this process's parent closes it.
-                self.fs.forget_in_child()
-                _core.set_parent_death_signal(signal.SIGKILL)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                code, message = _core.run_bridge(self.addr[0], self.addr[1], self.token, self.name, self.workers,
-                                                 collection, self.tasks, self.results, self.store,
-                                                 self.connect_timeout)
-                with open(os.path.join(self.rundir, _STATUS_FILE), "w") as f:
-                    f.write(message)
-            finally:
-                os._exit(code)
-        self.bridge = Child(pid)
+
+        def bridge() -> int:
+            # Not ours to hold: the fork server ends when this process's parent closes it.
+            self.fs.forget_in_child()
+            _core.set_parent_death_signal(signal.SIGKILL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            code, message = _core.run_bridge(self.addr[0], self.addr[1], self.token, self.name, self.workers,
+                                             collection, self.tasks, self.results, self.store, self.connect_timeout)
+            with open(os.path.join(self.rundir, _STATUS_FILE), "w") as f:
+                f.write(message)
+            return code
+
+        self.bridge = fork(bridge, "bridge")
 
     def _bridge_message(self) -> str:
         try:
