@@ -86,6 +86,16 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
+    def reserve(self, host: str = "127.0.0.2", connect_host: str | None = None) -> None:
+        """Picks the main's port now, so nodes can be started first (they retry connecting):
+        then every node is there when the main starts handing out work."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind((host, 0))
+            self.port = s.getsockname()[1]
+        self.host = connect_host or host
+
     def main(self, *args: str, host: str = "127.0.0.2", port: int = 0, env: dict | None = None, **kw) -> Proc:
         where = f"{host}:{port}" if port else host
         proc = self.spawn(["--as-main", where, *args], "main", env, **kw)

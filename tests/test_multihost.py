@@ -35,7 +35,7 @@ import pytest
 
 @pytest.mark.parametrize("i", range({n}))
 def test_work(i):
-    time.sleep(0.01)
+    time.sleep(0.03)
 
 def test_fails():
     assert 1 == 2
@@ -50,9 +50,10 @@ def outcome_counts(text: str) -> dict[str, int]:
 
 def test_two_nodes_two_cores_each_run_every_test_once_reported_at_the_main(pytester, cluster):
     suite(pytester, 40)
-    main = cluster.main("-rA", "--junitxml", str(pytester.path / "junit.xml"))
+    cluster.reserve()
     a = cluster.node("a")
     b = cluster.node("b")
+    main = cluster.main("-rA", "--junitxml", str(pytester.path / "junit.xml"), port=cluster.port)
     assert main.wait() == 1, main.text()
     assert a.wait() == 0 and b.wait() == 0, a.text() + b.text()
     text = main.text()
@@ -200,9 +201,10 @@ def node_cache(shared_db):
 def test_uses(i, node_cache, shared_db):
     assert node_cache == "db-url/cache" and shared_db == "db-url"
 """)
-    main = cluster.main()
+    cluster.reserve()
     a = cluster.node("a")
     b = cluster.node("b")
+    main = cluster.main(port=cluster.port)
     assert main.wait() == 0, main.text()
     assert a.wait() == 0 and b.wait() == 0
     rows = [l.split() for l in log.read_text().splitlines()]
@@ -229,9 +231,10 @@ def test_grouped(i):
 def test_free(i):
     time.sleep(0.02)
 """)
-    main = cluster.main()
+    cluster.reserve()
     a = cluster.node("a")
     b = cluster.node("b")
+    main = cluster.main(port=cluster.port)
     assert main.wait() == 0, main.text()
     assert a.wait() == 0 and b.wait() == 0
     rows = ledger_rows(cluster.ledger)
@@ -369,11 +372,12 @@ def test_nodes_in_network_namespaces(pytester, cluster):
         pytest.skip(f"cannot create network namespaces here: {e}")
     try:
         suite(pytester, 30)
-        main = cluster.main("-rA", host="0.0.0.0", env={"PTMPROC_VERBOSE": "1"})
+        cluster.reserve("0.0.0.0")
         nodes = [
             cluster.node(f"ns{k}", address=f"10.{subnet}.0.1:{cluster.port}", prefix=["ip", "netns", "exec", name])
             for k, (name, subnet) in enumerate(zip(names, subnets))
         ]
+        main = cluster.main("-rA", host="0.0.0.0", port=cluster.port, env={"PTMPROC_VERBOSE": "1"})
         assert main.wait() == 1, main.text()
         for n in nodes:
             assert n.wait() == 0, n.text()
