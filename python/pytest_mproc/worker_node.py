@@ -23,6 +23,8 @@ from .verbose import log
 
 # What the bridge process writes before it exits, for this process's error message.
 _STATUS_FILE = "bridge.status"
+# How long workers may take to finish their teardown once the run is over (as on one host).
+_EXIT_GRACE = 30.0
 # The node reports a worker that died, with what `heal` found (see main_node.py).
 WORKER_DIED = "W"
 
@@ -125,7 +127,7 @@ class NodeRun:
     def _supervise(self) -> None:
         """Handles worker life-cycle messages until the workers are gone, then lets the bridge
         send the last results."""
-        shut = False
+        shut_at = None
         while True:
             data = self.control.pop(timeout=0.05)
             if data is not None:
@@ -135,11 +137,14 @@ class NodeRun:
                 self.tasks.abort()
                 self.fs.kill()
                 raise NodeError(self._bridge_message())
-            if self.tasks.closed and not shut:
+            if self.tasks.closed and shut_at is None:
                 self.fs.shutdown()  # no replacements; the server ends once its workers have
-                shut = True
+                shut_at = time.monotonic()
+            elif shut_at is not None and time.monotonic() - shut_at > _EXIT_GRACE:
+                log(f"node {self.name}: workers did not exit within {_EXIT_GRACE:g} s; killing them")
+                self.fs.kill()
             if not self.fs.alive():
-                if not shut and not self.tasks.closed:
+                if shut_at is None and not self.tasks.closed:
                     self._kill_bridge()
                     raise NodeError(f"the fork server {describe_status(self.fs.exit_status)}")
                 break
