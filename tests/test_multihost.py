@@ -435,3 +435,59 @@ def test_later(i):
     m = re.search(r"pytest-mproc: (\d+) tests not run", text)
     assert m and int(m.group(1)) > 100, text
     assert len(ledger_rows(cluster.ledger)) < 100
+
+
+def test_a_crash_inside_a_group_on_a_node_runs_the_rest_of_the_group_once(pytester, cluster):
+    pytester.makepyfile(test_grp_crash="""
+import pytest
+import pytest_mproc
+
+@pytest_mproc.group("serial")
+class TestSerial:
+    def test_1(self):
+        pass
+
+    def test_2_dies(self):
+        import faulthandler
+        faulthandler._sigsegv()
+
+    def test_3(self):
+        pass
+
+    def test_4(self):
+        pass
+""")
+    main = cluster.main("-rA")
+    node = cluster.node("a", cores=2)
+    assert main.wait() == 1, main.text()
+    assert node.wait() == 0, node.text()
+    text = main.text()
+    assert outcome_counts(text) == {"passed": 3, "failed": 1}
+    assert re.search(r"^FAILED test_grp_crash.py::TestSerial::test_2_dies", text, re.M)
+    runs = Counter(r[0] for r in ledger_rows(cluster.ledger))
+    assert runs == Counter({f"test_grp_crash.py::TestSerial::{n}": 1 for n in ("test_1", "test_2_dies", "test_3", "test_4")})
+
+
+def test_ctrl_c_on_the_main_ends_every_node(pytester, cluster):
+    pytester.makepyfile(test_slow="""
+import time
+import pytest
+@pytest.mark.parametrize("i", range(8))
+def test_slow(i):
+    time.sleep(60)
+""")
+    cluster.reserve()
+    node = cluster.node("a")
+    main = cluster.main(port=cluster.port)
+    deadline = time.monotonic() + 60
+    while len(ledger_rows(cluster.ledger)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(ledger_rows(cluster.ledger)) == 2, "both workers of the node are in a test"
+    os.kill(main.pid, signal.SIGINT)
+    assert main.wait(30) == 2, main.text()
+    assert "KeyboardInterrupt" in main.text()
+    assert node.wait(30) != 0
+    t0 = time.monotonic()
+    while cluster.alive() and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert cluster.alive() == []

@@ -25,7 +25,7 @@ from collections import defaultdict
 from . import _core, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
-from .replay import replay_crash, replay_result, report_decoder
+from .replay import replay_arrived, replay_crash, replay_result, report_decoder
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
 
@@ -84,9 +84,12 @@ class MultiHostRun:
         self._announce(where)
         try:
             self._run()
-        except BaseException:
+        except BaseException as e:
             self.coord.stop()
             self._end_local_node(kill=True)
+            if isinstance(e, KeyboardInterrupt):
+                self.stopping = True
+                replay_arrived(self.results, self._on_result)
             raise
         finally:
             self.coord.close()

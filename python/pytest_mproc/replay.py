@@ -113,3 +113,20 @@ def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, start
         TestReport(outcome="passed", longrepr=None, when="teardown", duration=0.0, start=now, stop=now, **common),
     ]
     _log_test(config, item, reports)
+
+
+def replay_arrived(results, on_result) -> None:
+    """After Ctrl-C: replays the results that had already arrived (workers are gone), so the
+    partial summary counts every test that finished. Coordinator events are skipped."""
+    from . import messages
+    from .verbose import log
+
+    try:
+        while (data := results.try_pop()) is not None:
+            if data[:1] == b"J":
+                continue
+            msg = messages.decode(data)
+            if msg[0] == messages.RESULT:
+                on_result(msg[2], msg[3], msg[4], msg[5])
+    except Exception as e:  # the interrupt matters more than a half-written result
+        log(f"could not replay the last results: {e!r}")

@@ -19,7 +19,7 @@ from . import _core, fixtures, forkserver, messages
 from .fixture_host import FixtureHost
 from .history import DurationHistory
 from .scheduling import build_entries, build_units
-from .replay import describe_status, replay_crash, replay_result, report_decoder, stderr_tail
+from .replay import describe_status, replay_arrived, replay_crash, replay_result, report_decoder, stderr_tail
 from .verbose import log
 
 # The main does not sleep on the results ring's futex while tests run: every result would
@@ -202,13 +202,7 @@ class _Run:
     def _replay_finished(self) -> None:
         """After Ctrl-C (workers already killed): report what had finished, for the summary."""
         self.stopping = True  # nothing is queued any more
-        try:
-            while (data := self.results.try_pop()) is not None:
-                msg = messages.decode(data)
-                if msg[0] == messages.RESULT:
-                    self._on_result(msg[2], msg[3], msg[4], msg[5])
-        except Exception as e:  # the interrupt matters more than a half-written result
-            log(f"could not replay the last results: {e!r}")
+        replay_arrived(self.results, self._on_result)
 
     def _drain(self) -> None:
         while (data := self.results.try_pop()) is not None:
