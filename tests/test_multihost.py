@@ -45,7 +45,7 @@ def test_fails():
 
 def outcome_counts(text: str) -> dict[str, int]:
     last = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed)", l)][-1]
-    return {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|error|errors)", last)}
+    return {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|errors|error)", last)}
 
 
 def test_two_nodes_two_cores_each_run_every_test_once_reported_at_the_main(pytester, cluster):
@@ -491,3 +491,37 @@ def test_slow(i):
     while cluster.alive() and time.monotonic() - t0 < 10:
         time.sleep(0.05)
     assert cluster.alive() == []
+
+
+def test_a_failing_global_fixture_errors_its_users_on_every_node(pytester, cluster):
+    pytester.makepyfile(test_gfail="""
+import pytest
+from pytest_mproc.fixtures import global_fixture, node_fixture
+
+@global_fixture()
+def broken():
+    raise RuntimeError("database unreachable")
+
+@node_fixture()
+def per_node(broken):
+    return broken
+
+@pytest.mark.parametrize("i", range(4))
+def test_uses_global(i, broken):
+    pass
+
+@pytest.mark.parametrize("i", range(4))
+def test_uses_node(i, per_node):
+    pass
+
+def test_independent():
+    pass
+""")
+    main = cluster.main("-rA")
+    node = cluster.node("a")
+    assert main.wait() == 1, main.text()
+    assert node.wait() == 0, node.text()
+    text = main.text()
+    assert outcome_counts(text) == {"passed": 1, "errors": 8}
+    assert text.count("RuntimeError: database unreachable") >= 8
+    assert re.search(r"_ ERROR at setup of test_uses_node\[0\] _", text)

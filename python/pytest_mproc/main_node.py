@@ -151,13 +151,16 @@ class MultiHostRun:
     # ---- the run ----
 
     def _run(self) -> None:
+        # Entries wait for the global fixtures their tests use (set up in order of first use,
+        # each value published to every node before the entries that need it).
         globals_needed = FixtureHost.global_fixtures_of(self.items)
-        pending = list(self.entries)
+        pending = [(entry, FixtureHost.global_fixtures_of(self.items[i] for unit in entry for i in unit)
+                    if globals_needed else ()) for entry in self.entries]
         pending = self._submit_runnable(pending)
         for name in globals_needed:
             self.fixtures.build(name)
-            spec_key = f"global:{name}"
-            self.coord.publish(spec_key, self.store.get(spec_key))
+            key = f"global:{name}"
+            self.coord.publish(key, self.store.get(key))
             pending = self._submit_runnable(pending)
             self._drain()
         alone_since = time.monotonic() if not self.nodes else None
@@ -180,9 +183,11 @@ class MultiHostRun:
     def _submit_runnable(self, pending: list) -> list:
         """Submits, in order, the entries whose global fixtures are set up; returns the rest."""
         ready, rest = [], []
-        for entry in pending:
-            globals_ = FixtureHost.global_fixtures_of(self.items[i] for unit in entry for i in unit)
-            (ready if all(self.fixtures.ready(g) for g in globals_) else rest).append(entry)
+        for entry, globals_ in pending:
+            if all(self.fixtures.ready(g) for g in globals_):
+                ready.append(entry)
+            else:
+                rest.append((entry, globals_))
         if ready:
             self.coord.submit(ready)
         return rest
