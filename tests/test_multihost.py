@@ -43,6 +43,22 @@ def test_fails():
 """)
 
 
+def run_with_nodes(cluster, *main_args: str, nodes=(("a", 2),), rc: int = 1, nodes_first: bool = False) -> str:
+    """Runs a main and worker nodes (name, cores) to their end; the main's output. With
+    `nodes_first` every node is waiting before the main starts, so all of them get work."""
+    if nodes_first:
+        cluster.reserve()
+        procs = [cluster.node(name, cores=cores) for name, cores in nodes]
+        main = cluster.main(*main_args, port=cluster.port)
+    else:
+        main = cluster.main(*main_args)
+        procs = [cluster.node(name, cores=cores) for name, cores in nodes]
+    assert main.wait() == rc, main.text()
+    for proc in procs:
+        assert proc.wait() == 0, proc.text()
+    return main.text()
+
+
 def outcome_counts(text: str) -> dict[str, int]:
     last = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed)", l)][-1]
     return {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|errors|error)", last)}
@@ -50,13 +66,8 @@ def outcome_counts(text: str) -> dict[str, int]:
 
 def test_two_nodes_two_cores_each_run_every_test_once_reported_at_the_main(pytester, cluster):
     suite(pytester, 40)
-    cluster.reserve()
-    a = cluster.node("a")
-    b = cluster.node("b")
-    main = cluster.main("-rA", "--junitxml", str(pytester.path / "junit.xml"), port=cluster.port)
-    assert main.wait() == 1, main.text()
-    assert a.wait() == 0 and b.wait() == 0, a.text() + b.text()
-    text = main.text()
+    text = run_with_nodes(cluster, "-rA", "--junitxml", str(pytester.path / "junit.xml"),
+                          nodes=(("a", 2), ("b", 2)), nodes_first=True)
     assert outcome_counts(text) == {"passed": 40, "failed": 1}
     assert "FAILED test_suite.py::test_fails" in text
     assert len(re.findall(r"^PASSED test_suite.py::test_work", text, re.M)) == 40
@@ -201,16 +212,11 @@ def node_cache(shared_db):
 def test_uses(i, node_cache, shared_db):
     assert node_cache == "db-url/cache" and shared_db == "db-url"
 """)
-    cluster.reserve()
-    a = cluster.node("a")
-    b = cluster.node("b")
-    main = cluster.main(port=cluster.port)
-    assert main.wait() == 0, main.text()
-    assert a.wait() == 0 and b.wait() == 0
+    text = run_with_nodes(cluster, nodes=(("a", 2), ("b", 2)), rc=0, nodes_first=True)
     rows = [l.split() for l in log.read_text().splitlines()]
     assert Counter(tuple(r) for r in rows) == Counter({("global", "main"): 1, ("global-teardown", "main"): 1,
                                                        ("node", "a"): 1, ("node", "b"): 1})
-    assert outcome_counts(main.text()) == {"passed": 24}
+    assert outcome_counts(text) == {"passed": 24}
 
 
 def test_single_node_group_runs_on_one_node_spread_over_its_workers(pytester, cluster):
@@ -231,12 +237,7 @@ def test_grouped(i):
 def test_free(i):
     time.sleep(0.02)
 """)
-    cluster.reserve()
-    a = cluster.node("a")
-    b = cluster.node("b")
-    main = cluster.main(port=cluster.port)
-    assert main.wait() == 0, main.text()
-    assert a.wait() == 0 and b.wait() == 0
+    run_with_nodes(cluster, nodes=(("a", 2), ("b", 2)), rc=0, nodes_first=True)
     rows = ledger_rows(cluster.ledger)
     grouped = [r for r in rows if "test_grouped" in r[0]]
     assert len(grouped) == 12
@@ -329,11 +330,7 @@ def test_dies():
 def test_after(i):
     pass
 """)
-    main = cluster.main("-rA")
-    node = cluster.node("a", cores=1)
-    assert main.wait() == 1, main.text()
-    assert node.wait() == 0, node.text()
-    text = main.text()
+    text = run_with_nodes(cluster, "-rA", nodes=(("a", 1),))
     assert outcome_counts(text) == {"passed": 10, "failed": 1}
     assert re.search(r"worker gw0 on node \S+ \(pid \d+\) crashed while running this test: killed by SIGSEGV", text)
     assert "Fatal Python error: Segmentation fault" in text and "test_dies" in text
@@ -427,11 +424,7 @@ def test_a_fails():
 def test_later(i):
     time.sleep(0.02)
 """)
-    main = cluster.main("-x")
-    a = cluster.node("a")
-    assert main.wait() == 1, main.text()
-    assert a.wait() == 0, a.text()
-    text = main.text()
+    text = run_with_nodes(cluster, "-x")
     m = re.search(r"pytest-mproc: (\d+) tests not run", text)
     assert m and int(m.group(1)) > 100, text
     assert len(ledger_rows(cluster.ledger)) < 100
@@ -457,11 +450,7 @@ class TestSerial:
     def test_4(self):
         pass
 """)
-    main = cluster.main("-rA")
-    node = cluster.node("a", cores=2)
-    assert main.wait() == 1, main.text()
-    assert node.wait() == 0, node.text()
-    text = main.text()
+    text = run_with_nodes(cluster, "-rA")
     assert outcome_counts(text) == {"passed": 3, "failed": 1}
     assert re.search(r"^FAILED test_grp_crash.py::TestSerial::test_2_dies", text, re.M)
     runs = Counter(r[0] for r in ledger_rows(cluster.ledger))
@@ -517,11 +506,7 @@ def test_uses_node(i, per_node):
 def test_independent():
     pass
 """)
-    main = cluster.main("-rA")
-    node = cluster.node("a")
-    assert main.wait() == 1, main.text()
-    assert node.wait() == 0, node.text()
-    text = main.text()
+    text = run_with_nodes(cluster, "-rA")
     assert outcome_counts(text) == {"passed": 1, "errors": 8}
     assert text.count("RuntimeError: database unreachable") >= 8
     assert re.search(r"_ ERROR at setup of test_uses_node\[0\] _", text)
