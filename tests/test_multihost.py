@@ -352,8 +352,10 @@ def _netns(name: str, subnet: int) -> None:
     ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
 
 
-def test_nodes_in_network_namespaces(pytester, cluster):
-    """Two worker nodes, each in its own network namespace (own stack, reached over a veth)."""
+@pytest.fixture
+def namespaces():
+    """Two network namespaces, each joined to this host by a veth pair: [(name, subnet)]; the
+    host side of namespace k is 10.<subnet>.0.1, its inside 10.<subnet>.0.2."""
     import subprocess
 
     if os.geteuid() != 0:
@@ -367,28 +369,61 @@ def test_nodes_in_network_namespaces(pytester, cluster):
         for name in names:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         pytest.skip(f"cannot create network namespaces here: {e}")
-    try:
-        suite(pytester, 30)
-        cluster.reserve("0.0.0.0")
-        nodes = [
-            cluster.node(f"ns{k}", address=f"10.{subnet}.0.1:{cluster.port}", prefix=["ip", "netns", "exec", name])
-            for k, (name, subnet) in enumerate(zip(names, subnets))
-        ]
-        main = cluster.main("-rA", host="0.0.0.0", port=cluster.port, env={"PTMPROC_VERBOSE": "1"})
-        assert main.wait() == 1, main.text()
-        for n in nodes:
-            assert n.wait() == 0, n.text()
-        assert outcome_counts(main.text()) == {"passed": 30, "failed": 1}
-        rows = ledger_rows(cluster.ledger)
-        assert Counter(r[0] for r in rows) == Counter(
-            {f"test_suite.py::test_work[{i}]": 1 for i in range(30)} | {"test_suite.py::test_fails": 1})
-        assert {r[1] for r in rows} == {"ns0", "ns1"}
-        # The peers the main saw were the namespaces' own addresses, not loopback.
-        peers = re.findall(r"Joined \{.*peer: \"10\.(\d+)\.0\.2:\d+\"", main.text())
-        assert sorted(int(p) for p in peers) == sorted(subnets)
-    finally:
-        for name in names:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    yield list(zip(names, subnets))
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"{name}-h"], capture_output=True)
+
+
+def _ns_node(cluster, k: int, name: str, subnet: int, **kw):
+    return cluster.node(f"ns{k}", address=f"10.{subnet}.0.1:{cluster.port}", prefix=["ip", "netns", "exec", name], **kw)
+
+
+def test_nodes_in_network_namespaces(pytester, cluster, namespaces):
+    """Two worker nodes, each in its own network namespace (own stack, reached over a veth)."""
+    suite(pytester, 30)
+    cluster.reserve("0.0.0.0")
+    nodes = [_ns_node(cluster, k, name, subnet) for k, (name, subnet) in enumerate(namespaces)]
+    main = cluster.main("-rA", host="0.0.0.0", port=cluster.port, env={"PTMPROC_VERBOSE": "1"})
+    assert main.wait() == 1, main.text()
+    for n in nodes:
+        assert n.wait() == 0, n.text()
+    assert outcome_counts(main.text()) == {"passed": 30, "failed": 1}
+    rows = ledger_rows(cluster.ledger)
+    assert Counter(r[0] for r in rows) == Counter(
+        {f"test_suite.py::test_work[{i}]": 1 for i in range(30)} | {"test_suite.py::test_fails": 1})
+    assert {r[1] for r in rows} == {"ns0", "ns1"}
+    # The peers the main saw were the namespaces' own addresses, not loopback.
+    peers = re.findall(r"Joined \{.*peer: \"10\.(\d+)\.0\.2:\d+\"", main.text())
+    assert sorted(int(p) for p in peers) == sorted(s for _, s in namespaces)
+
+
+def test_a_partitioned_node_is_detected_by_silence_on_both_sides(pytester, cluster, namespaces):
+    """The link to a node goes down (no FIN, no RST: the connection just falls silent). The main
+    declares the node lost after its silence limit and gives its work to the other node; the
+    node's bridge gives up on the silent main and the node ends its workers."""
+    import subprocess
+
+    pytester.makepyfile(test_a_blocks="""
+import time
+def test_a_blocks():
+    time.sleep(120)
+""")
+    suite(pytester, 20)
+    (victim_ns, victim_subnet), (other_ns, other_subnet) = namespaces
+    cluster.reserve("0.0.0.0")
+    main = cluster.main("-rA", host="0.0.0.0", port=cluster.port, env={"PTMPROC_VERBOSE": "1"})
+    victim = _ns_node(cluster, 0, victim_ns, victim_subnet, cores=1)
+    main.wait_for(r"node \d+ \(\S+\) running \[0\]", timeout=60)
+    subprocess.run(["ip", "link", "set", f"{victim_ns}-h", "down"], check=True)
+    other = _ns_node(cluster, 1, other_ns, other_subnet)
+    assert main.wait(120) == 1, main.text()
+    assert other.wait() == 0, other.text()
+    text = main.text()
+    assert outcome_counts(text) == {"passed": 20, "failed": 2}
+    assert re.search(r"node \S+ was lost: silent for 10 s; this test was running there", text)
+    assert victim.wait(30) == 2
+    assert "lost the main: silent for 5 s" in victim.text()
 
 
 def _free_port(host: str) -> int:
