@@ -104,11 +104,16 @@ class Cluster:
         return proc
 
     def node(self, name: str, *args: str, cores: int = 2, env: dict | None = None, address: str | None = None,
-             **kw) -> Proc:
-        env = {"NODE_NAME": name, **(env or {})}
+             ready: bool = False, **kw) -> Proc:
+        """A worker node. `ready`: return once its bridge is running (it is then trying to
+        connect, so it joins as soon as the main listens; needs the main not started yet)."""
+        env = {"NODE_NAME": name, **({"PTMPROC_VERBOSE": "1"} if ready else {}), **(env or {})}
         address = address or f"{self.host}:{self.port}"
-        return self.spawn(["--as-worker", address, "--cores", str(cores),
+        proc = self.spawn(["--as-worker", address, "--cores", str(cores),
                            "--basetemp", str(self.path / f"tmp-{name}"), *args], name, env, **kw)
+        if ready:
+            proc.wait_for(r"node \S+: fork server \d+, bridge \d+")
+        return proc
 
     def alive(self) -> list[int]:
         """Pids of processes still carrying this cluster's tag."""

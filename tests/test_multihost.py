@@ -48,7 +48,7 @@ def run_with_nodes(cluster, *main_args: str, nodes=(("a", 2),), rc: int = 1, nod
     `nodes_first` every node is waiting before the main starts, so all of them get work."""
     if nodes_first:
         cluster.reserve()
-        procs = [cluster.node(name, cores=cores) for name, cores in nodes]
+        procs = [cluster.node(name, cores=cores, ready=True) for name, cores in nodes]
         main = cluster.main(*main_args, port=cluster.port)
     else:
         main = cluster.main(*main_args)
@@ -383,7 +383,7 @@ def test_nodes_in_network_namespaces(pytester, cluster, namespaces):
     """Two worker nodes, each in its own network namespace (own stack, reached over a veth)."""
     suite(pytester, 30)
     cluster.reserve("0.0.0.0")
-    nodes = [_ns_node(cluster, k, name, subnet) for k, (name, subnet) in enumerate(namespaces)]
+    nodes = [_ns_node(cluster, k, name, subnet, ready=True) for k, (name, subnet) in enumerate(namespaces)]
     main = cluster.main("-rA", host="0.0.0.0", port=cluster.port, env={"PTMPROC_VERBOSE": "1"})
     assert main.wait() == 1, main.text()
     for n in nodes:
@@ -501,7 +501,7 @@ def test_slow(i):
     time.sleep(60)
 """)
     cluster.reserve()
-    node = cluster.node("a")
+    node = cluster.node("a", ready=True)
     main = cluster.main(port=cluster.port)
     deadline = time.monotonic() + 60
     while len(ledger_rows(cluster.ledger)) < 2 and time.monotonic() < deadline:
