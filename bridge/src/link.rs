@@ -41,14 +41,24 @@ pub enum ConnectError {
 }
 
 pub fn connect(addr: SocketAddr, token: &[u8], hello: Hello, timeout: Duration) -> Result<(Link, Conn), ConnectError> {
-    let stream = connect_retry(&addr, timeout).map_err(|e| {
-        ConnectError::Unreachable(format!("could not connect to the main at {addr} within {} s: {e}", timeout.as_secs()))
-    })?;
-    let mut conn = Conn::new(stream, HANDSHAKE_MAX_FRAME).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-    let t0 = Instant::now();
-    let node_id = handshake::connect(&mut conn, token, Hello { role: Role::Node, ..hello })
-        .map_err(|r| ConnectError::Refused(format!("the main at {addr} refused this node: {r}")))?;
-    Ok((Link { writer: conn.writer.clone(), node_id, handshake: t0.elapsed() / 3 }, conn))
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = connect_retry(&addr, left).map_err(|e| {
+            ConnectError::Unreachable(format!("could not connect to the main at {addr} within {} s: {e}", timeout.as_secs()))
+        })?;
+        let mut conn = Conn::new(stream, HANDSHAKE_MAX_FRAME).map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let t0 = Instant::now();
+        match handshake::connect(&mut conn, token, Hello { role: Role::Node, ..hello.clone() }) {
+            Ok(node_id) => return Ok((Link { writer: conn.writer.clone(), node_id, handshake: t0.elapsed() / 3 }, conn)),
+            // Closed before even challenging us: the main is busy (too many handshakes at
+            // once) or going down; try again while there is time.
+            Err(r) if r.starts_with("no challenge") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50)); // back-off before reconnecting
+            }
+            Err(r) => return Err(ConnectError::Refused(format!("the main at {addr} refused this node: {r}"))),
+        }
+    }
 }
 
 /// Reads the coordinator's frames until the connection ends.

@@ -261,3 +261,35 @@ fn malformed_or_oversized_frames_drop_only_that_connection() {
 fn conn_raw_write(conn: &Conn, bytes: &[u8]) {
     conn.writer.send_raw(bytes).unwrap();
 }
+
+#[test]
+fn silent_connections_are_bounded_and_do_not_block_the_service_for_good() {
+    use std::io::Read;
+    let token = b"t".to_vec();
+    let coll = collection(2);
+    let main = ring(256);
+    let coord = Coordinator::listen("127.0.0.1:0", token.clone(), Some(coll.clone()), MainSink::Ring(main.clone())).unwrap();
+    // 64 peers that connect and never answer the challenge hold every handshake slot...
+    let mut silent: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(("127.0.0.1", coord.port())).unwrap()).collect();
+    for s in &mut silent {
+        let mut buf = [0u8; 1];
+        s.read_exact(&mut buf).unwrap(); // its challenge arrived: it is in its handshake
+    }
+    // ...so the next one is dropped at once rather than given a thread.
+    let mut extra = TcpStream::connect(("127.0.0.1", coord.port())).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(extra.read(&mut buf).unwrap(), 0, "dropped without a challenge");
+    // Once they go away, nodes are served again.
+    drop(silent);
+    coord.submit(vec![vec![vec![0]], vec![vec![1]]], false);
+    let node = start_node(coord.port(), &token, coll, 1);
+    let mut got = std::collections::HashSet::new();
+    while got.len() < 2 {
+        if let Item::Result(i) = next(&main) {
+            got.insert(i);
+        }
+    }
+    coord.finish();
+    assert_eq!(node.finish().0, Outcome::Finished);
+}

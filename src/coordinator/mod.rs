@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     verbose: bool,
     changed: Condvar,
     addr: SocketAddr,
+    /// Connections in their handshake right now (bounded, see server::MAX_HANDSHAKES).
+    handshaking: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -166,6 +168,7 @@ impl Coordinator {
             verbose: std::env::var_os("PTMPROC_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0"),
             changed: Condvar::new(),
             addr: local,
+            handshaking: Default::default(),
         });
         let s = shared.clone();
         std::thread::Builder::new().name("mproc-accept".into()).spawn(move || server::accept_loop(s, listener))?;

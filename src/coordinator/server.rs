@@ -5,7 +5,11 @@ use crate::handshake::{self, Hello};
 use crate::net::{Conn, NetError};
 use crate::wire::{Message, Role, HANDSHAKE_MAX_FRAME};
 use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// Connections allowed to be in their handshake at once.
+const MAX_HANDSHAKES: usize = 64;
 
 pub(super) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     for stream in listener.incoming() {
@@ -13,9 +17,19 @@ pub(super) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             return;
         }
         let Ok(stream) = stream else { continue };
+        // Each unauthenticated peer costs a thread for up to the handshake timeout: bound them,
+        // so a flood of connections cannot exhaust the main.
+        if shared.handshaking.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES {
+            shared.handshaking.fetch_sub(1, Ordering::SeqCst);
+            shared.warn("too many connections waiting for their handshake; dropping one");
+            continue;
+        }
         let s = shared.clone();
         let _ = std::thread::Builder::new().name("mproc-peer".into()).spawn(move || {
-            let Ok(conn) = Conn::new(stream, HANDSHAKE_MAX_FRAME) else { return };
+            let Ok(conn) = Conn::new(stream, HANDSHAKE_MAX_FRAME) else {
+                s.handshaking.fetch_sub(1, Ordering::SeqCst);
+                return;
+            };
             serve_peer(s, conn);
         });
     }
@@ -37,7 +51,9 @@ pub(super) fn heartbeat_loop(shared: Arc<Shared>) {
 }
 
 fn serve_peer(shared: Arc<Shared>, mut conn: Conn) {
-    let hello = match handshake::accept(&mut conn, &shared.token) {
+    let accepted = handshake::accept(&mut conn, &shared.token);
+    shared.handshaking.fetch_sub(1, Ordering::SeqCst);
+    let hello = match accepted {
         Ok(h) => h,
         Err(reason) => {
             shared.warn(&format!("refused {}: {reason}", conn.peer));
