@@ -545,3 +545,26 @@ def test_independent():
     assert outcome_counts(text) == {"passed": 1, "errors": 8}
     assert text.count("RuntimeError: database unreachable") >= 8
     assert re.search(r"_ ERROR at setup of test_uses_node\[0\] _", text)
+
+
+def test_a_multi_host_run_reports_what_a_serial_run_reports(pytester, cluster):
+    """The parity suite of test_parity.py: outcomes (-rA lines), junit and exit code at the main
+    equal a serial run's."""
+    import textwrap
+
+    from conftest import junit_cases, outcome_lines
+    from test_parity import SUITE
+
+    pytester.makepyfile(**{k: textwrap.dedent(v) for k, v in SUITE.items()})
+    serial = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--junitxml=serial.xml")
+    serial_runs = Counter(r[0] for r in ledger_rows(cluster.ledger))
+    cluster.ledger.unlink()
+    text = run_with_nodes(cluster, "-rA", "--junitxml=multi.xml", nodes=(("a", 2), ("b", 1)), rc=serial.ret)
+
+    class Lines:
+        outlines = text.splitlines()
+
+    assert outcome_lines(Lines) == outcome_lines(serial)
+    assert junit_cases(pytester.path / "multi.xml") == junit_cases(pytester.path / "serial.xml")
+    assert "careful now" in text, "warnings summary"
+    assert Counter(r[0] for r in ledger_rows(cluster.ledger)) == serial_runs, "every test ran once, as serially"
