@@ -92,6 +92,17 @@ fn next(main: &Ring) -> Item {
     }
 }
 
+/// Waits for `n` distinct results (events are skipped); panics on a duplicate.
+fn results(main: &Ring, n: usize) -> std::collections::HashSet<u32> {
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < n {
+        if let Item::Result(i) = next(main) {
+            assert!(seen.insert(i), "result {i} arrived twice");
+        }
+    }
+    seen
+}
+
 fn next_event(main: &Ring) -> serde_json::Value {
     loop {
         if let Item::Event(e) = next(main) {
@@ -206,12 +217,7 @@ fn standalone_coordinator_relays_between_a_remote_main_and_nodes() {
     let addr = SocketAddr::from(([127, 0, 0, 1], coord.port()));
     let link = RemoteMain::connect(addr, &token, coll, main.clone(), Duration::from_secs(5)).unwrap();
     link.submit((0..50u32).map(|i| vec![vec![i]]).collect(), false);
-    let mut seen = std::collections::HashSet::new();
-    while seen.len() < 50 {
-        if let Item::Result(i) = next(&main) {
-            assert!(seen.insert(i), "twice: {i}");
-        }
-    }
+    results(&main, 50);
     link.finish();
     let (outcome, _) = node.finish();
     assert_eq!(outcome, Outcome::Finished);
@@ -247,12 +253,7 @@ fn malformed_or_oversized_frames_drop_only_that_connection() {
     // The coordinator still serves a proper node.
     coord.submit((0..4u32).map(|i| vec![vec![i]]).collect(), false);
     let node = start_node(coord.port(), &token, coll, 1);
-    let mut got = std::collections::HashSet::new();
-    while got.len() < 4 {
-        if let Item::Result(i) = next(&main) {
-            got.insert(i);
-        }
-    }
+    results(&main, 4);
     coord.finish();
     assert_eq!(node.finish().0, Outcome::Finished);
 }
@@ -284,12 +285,7 @@ fn silent_connections_are_bounded_and_do_not_block_the_service_for_good() {
     drop(silent);
     coord.submit(vec![vec![vec![0]], vec![vec![1]]], false);
     let node = start_node(coord.port(), &token, coll, 1);
-    let mut got = std::collections::HashSet::new();
-    while got.len() < 2 {
-        if let Item::Result(i) = next(&main) {
-            got.insert(i);
-        }
-    }
+    results(&main, 2);
     coord.finish();
     assert_eq!(node.finish().0, Outcome::Finished);
 }
