@@ -48,17 +48,42 @@ pub fn accept(conn: &mut Conn, token: &[u8]) -> Result<Hello, Refusal> {
     }
 }
 
+/// Why a client's handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The server closed the connection before even challenging us (busy with other
+    /// handshakes, or going down): worth another try.
+    NoChallenge(Refusal),
+    /// Refused, or the exchange broke once it had started.
+    Failed(Refusal),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NoChallenge(r) | ClientError::Failed(r) => f.write_str(r),
+        }
+    }
+}
+
 /// Client side: answer the challenge, check the server's answer, introduce ourselves. Returns
 /// the node id from Welcome, or the server's / our own reason for refusing.
-pub fn connect(conn: &mut Conn, token: &[u8], hello: Hello) -> Result<u32, Refusal> {
+pub fn connect(conn: &mut Conn, token: &[u8], hello: Hello) -> Result<u32, ClientError> {
     conn.set_max_frame(HANDSHAKE_MAX_FRAME);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let nonce = match expect(conn, "challenge")? {
-        Message::Challenge { nonce } => nonce,
-        other => return Err(format!("expected a challenge, got {}", name(&other))),
+    let nonce = match conn.recv() {
+        Ok(Message::Challenge { nonce }) => nonce,
+        Ok(other) => return Err(ClientError::Failed(format!("expected a challenge, got {}", name(&other)))),
+        Err(NetError::Wire(w)) => return Err(ClientError::Failed(format!("bad challenge frame: {w}"))),
+        Err(e) => return Err(ClientError::NoChallenge(format!("no challenge: {e}"))),
     };
+    answer(conn, token, &nonce, hello).map_err(ClientError::Failed)
+}
+
+/// The client's handshake after the challenge arrived.
+fn answer(conn: &mut Conn, token: &[u8], nonce: &[u8], hello: Hello) -> Result<u32, Refusal> {
     let mine = new_nonce();
-    conn.send(&Message::Proof { mac: prove(token, ROLE_CLIENT, &nonce), nonce: mine.to_vec() })
+    conn.send(&Message::Proof { mac: prove(token, ROLE_CLIENT, nonce), nonce: mine.to_vec() })
         .map_err(|e| e.to_string())?;
     match expect(conn, "answer")? {
         Message::Accepted { mac } if verify(token, ROLE_SERVER, &mine, &mac) => {}

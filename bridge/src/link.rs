@@ -2,7 +2,8 @@
 //! thread that applies what the coordinator sends to the node (units into the tasks ring,
 //! fixture values into the store, stop/finish onto the ring).
 
-use mproc_core::handshake::{self, Hello};
+use crate::run::Outcome;
+use mproc_core::handshake::{self, ClientError, Hello};
 use mproc_core::net::{connect_retry, Conn, NetError, Writer};
 use mproc_core::wire::{Message, Role, HANDSHAKE_MAX_FRAME};
 use mproc_core::{Ring, Store};
@@ -23,9 +24,9 @@ pub struct Inbound {
     pub last_units_ns: AtomicU64,
     pub stopped: AtomicBool,
     pub finished: AtomicBool,
-    /// Set when the link ended abnormally; the reason is in `why`.
+    /// Set when the link ended abnormally; how, in `failure`.
     pub failed: AtomicBool,
-    pub why: Mutex<String>,
+    pub failure: Mutex<Option<Outcome>>,
 }
 
 pub struct Link {
@@ -53,10 +54,10 @@ pub fn connect(addr: SocketAddr, token: &[u8], hello: Hello, timeout: Duration) 
             Ok(node_id) => return Ok((Link { writer: conn.writer.clone(), node_id, handshake: t0.elapsed() / 3 }, conn)),
             // Closed before even challenging us: the main is busy (too many handshakes at
             // once) or going down; try again while there is time.
-            Err(r) if r.starts_with("no challenge") && Instant::now() < deadline => {
+            Err(ClientError::NoChallenge(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50)); // back-off before reconnecting
             }
-            Err(r) => return Err(ConnectError::Refused(format!("the main at {addr} refused this node: {r}"))),
+            Err(e) => return Err(ConnectError::Refused(format!("the main at {addr} refused this node: {e}"))),
         }
     }
 }
@@ -64,8 +65,8 @@ pub fn connect(addr: SocketAddr, token: &[u8], hello: Hello, timeout: Duration) 
 /// Reads the coordinator's frames until the connection ends.
 pub fn read_loop(mut conn: Conn, tasks: Arc<Ring>, store: Arc<Store>, inb: Arc<Inbound>) {
     let _ = conn.set_read_timeout(Some(MAIN_SILENCE));
-    let fail = |why: String| {
-        *inb.why.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    let fail = |how: Outcome| {
+        *inb.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(how);
         inb.failed.store(true, Ordering::SeqCst);
         tasks.abort();
     };
@@ -84,7 +85,7 @@ pub fn read_loop(mut conn: Conn, tasks: Arc<Ring>, store: Arc<Store>, inb: Arc<I
             }
             Ok(Message::Fixture { key, value }) => {
                 if let Err(e) = store.put(&key, &value) {
-                    return fail(format!("cannot store fixture {key}: {e}"));
+                    return fail(Outcome::Lost(format!("cannot store fixture {key}: {e}")));
                 }
             }
             Ok(Message::Stop) => {
@@ -96,13 +97,13 @@ pub fn read_loop(mut conn: Conn, tasks: Arc<Ring>, store: Arc<Store>, inb: Arc<I
                 tasks.close();
             }
             Ok(Message::Heartbeat) => {}
-            Ok(Message::Refused { reason }) => return fail(format!("the main refused this node: {reason}")),
-            Ok(other) => return fail(format!("unexpected {} frame from the main", handshake::name(&other))),
+            Ok(Message::Refused { reason }) => return fail(Outcome::Refused(format!("the main refused this node: {reason}"))),
+            Ok(other) => return fail(Outcome::Lost(format!("unexpected {} frame from the main", handshake::name(&other)))),
             // After Finish the main may end before we said goodbye: not an error.
             Err(_) if inb.finished.load(Ordering::SeqCst) => return,
-            Err(NetError::Timeout) => return fail(format!("lost the main: silent for {} s", MAIN_SILENCE.as_secs())),
-            Err(NetError::Closed) => return fail("lost the main: connection closed".into()),
-            Err(e) => return fail(format!("lost the main: {e}")),
+            Err(NetError::Timeout) => return fail(Outcome::Lost(format!("lost the main: silent for {} s", MAIN_SILENCE.as_secs()))),
+            Err(NetError::Closed) => return fail(Outcome::Lost("lost the main: connection closed".into())),
+            Err(e) => return fail(Outcome::Lost(format!("lost the main: {e}"))),
         }
     }
 }

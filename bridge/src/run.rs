@@ -142,8 +142,9 @@ pub fn run(cfg: BridgeConfig) -> Outcome {
             return Outcome::Finished;
         }
         if inb.failed.load(Ordering::SeqCst) {
-            let why = inb.why.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            return if why.contains("refused") { Outcome::Refused(why) } else { Outcome::Lost(why) };
+            if let Some(how) = inb.failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return how;
+            }
         }
         // Credits, once the node's fixtures are ready and while work may come.
         let units_ns = inb.last_units_ns.load(Ordering::SeqCst);

@@ -5,7 +5,7 @@
 use crate::{Ring, Store};
 use mproc_bridge::{BridgeConfig, READY_WORD};
 use mproc_core::auth;
-use mproc_core::coordinator::{Coordinator as CoreCoordinator, Entry, MainSink, RemoteMain};
+use mproc_core::coordinator::{Coordinator as CoreCoordinator, Entry, MainLink, MainSink, RemoteMain};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -20,16 +20,18 @@ fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
         .ok_or_else(|| PyValueError::new_err(format!("cannot resolve {host}:{port}: no address")))
 }
 
-enum Link {
-    Embedded(CoreCoordinator),
-    Remote(RemoteMain),
-}
-
-/// The main's handle on the run's coordinator: serving in this process (`listen`) or running
-/// standalone elsewhere (`connect`). Node results and events arrive in `results`.
+/// The main's handle on the run's coordinator: serving in this process (`listen`, `listen_fd`)
+/// or running standalone elsewhere (`connect`). Node results and events arrive in `results`.
 #[pyclass(module = "pytest_mproc._core", frozen)]
 struct Coordinator {
-    link: Link,
+    link: Box<dyn MainLink>,
+    port: Option<u16>,
+}
+
+impl Coordinator {
+    fn serving(c: CoreCoordinator) -> Coordinator {
+        Coordinator { port: Some(c.port()), link: Box::new(c) }
+    }
 }
 
 #[pymethods]
@@ -39,7 +41,7 @@ impl Coordinator {
     fn listen(host: &str, port: u16, token: &[u8], collection: Vec<String>, results: &Ring) -> PyResult<Coordinator> {
         let c = CoreCoordinator::listen(&format!("{host}:{port}"), token.to_vec(), Some(collection), MainSink::Ring(results.ring.clone()))
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
-        Ok(Coordinator { link: Link::Embedded(c) })
+        Ok(Coordinator::serving(c))
     }
 
     /// Serves on an already listening socket (its fd is taken over).
@@ -50,7 +52,7 @@ impl Coordinator {
         let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
         let c = CoreCoordinator::from_listener(listener, token.to_vec(), Some(collection), MainSink::Ring(results.ring.clone()))
             .map_err(|e| PyOSError::new_err(format!("cannot serve on fd {fd}: {e}")))?;
-        Ok(Coordinator { link: Link::Embedded(c) })
+        Ok(Coordinator::serving(c))
     }
 
     /// Connects to a standalone coordinator (`pytest_mproc.orchestration.main`) as its main.
@@ -60,61 +62,40 @@ impl Coordinator {
         let ring = results.ring.clone();
         let token = token.to_vec();
         let r = py.detach(move || RemoteMain::connect(addr, &token, collection, ring, Duration::from_secs_f64(timeout)));
-        Ok(Coordinator { link: Link::Remote(r.map_err(PyOSError::new_err)?) })
+        Ok(Coordinator { link: Box::new(r.map_err(PyOSError::new_err)?), port: None })
     }
 
     /// The port it listens on (None for a remote coordinator).
     #[getter]
     fn port(&self) -> Option<u16> {
-        match &self.link {
-            Link::Embedded(c) => Some(c.port()),
-            Link::Remote(_) => None,
-        }
+        self.port
     }
 
     /// Queues entries (a unit, or a SINGLE_NODE block of units); `front` for re-queued work.
     #[pyo3(signature = (entries, front=false))]
     fn submit(&self, entries: Vec<Entry>, front: bool) {
-        match &self.link {
-            Link::Embedded(c) => c.submit(entries, front),
-            Link::Remote(r) => r.submit(entries, front),
-        }
+        self.link.submit(entries, front)
     }
 
     fn publish(&self, key: String, value: &[u8]) {
-        match &self.link {
-            Link::Embedded(c) => c.publish(key, value.to_vec()),
-            Link::Remote(r) => r.publish(key, value.to_vec()),
-        }
+        self.link.publish(key, value.to_vec())
     }
 
     fn stop(&self) {
-        match &self.link {
-            Link::Embedded(c) => c.stop(),
-            Link::Remote(r) => r.stop(),
-        }
+        self.link.stop()
     }
 
     fn finish(&self) {
-        match &self.link {
-            Link::Embedded(c) => c.finish(),
-            Link::Remote(r) => r.finish(),
-        }
+        self.link.finish()
     }
 
     /// Waits (GIL released) until every node has left; False on timeout. Remote: True at once.
     fn wait_nodes_gone(&self, py: Python<'_>, timeout: f64) -> bool {
-        match &self.link {
-            Link::Embedded(c) => py.detach(|| c.wait_nodes_gone(Duration::from_secs_f64(timeout))),
-            Link::Remote(_) => true,
-        }
+        py.detach(|| self.link.wait_nodes_gone(Duration::from_secs_f64(timeout)))
     }
 
     fn close(&self) {
-        match &self.link {
-            Link::Embedded(c) => c.close(),
-            Link::Remote(r) => r.close(),
-        }
+        self.link.close()
     }
 }
 

@@ -33,17 +33,22 @@ pub const NODE_SILENCE: Duration = Duration::from_secs(10);
 
 pub(crate) struct NodeSlot {
     name: String,
+    workers: u32,
     writer: Writer,
     want: u32,
     given: Vec<Vec<u32>>,
     running: Vec<u32>,
-    /// Its collection was compared with the main's (false only before a standalone
-    /// coordinator's main arrived): no work until then.
-    checked: bool,
     /// Turned away after admission (standalone: collection differs): leaves without events.
     refused: bool,
     /// Standalone mode, main not there yet: the node's collection, checked when it arrives.
     pending_collection: Option<Vec<String>>,
+}
+
+impl NodeSlot {
+    /// Its collection matched the main's: it may take work.
+    fn admitted(&self) -> bool {
+        self.pending_collection.is_none() && !self.refused
+    }
 }
 
 #[derive(Default)]
@@ -100,7 +105,7 @@ pub(crate) fn dispatch(st: &mut State) {
     if st.stopped || st.queue.is_empty() {
         return;
     }
-    let ids: Vec<u32> = st.nodes.iter().filter(|(_, n)| n.checked && !n.refused).map(|(id, _)| *id).collect();
+    let ids: Vec<u32> = st.nodes.iter().filter(|(_, n)| n.admitted()).map(|(id, _)| *id).collect();
     if ids.is_empty() {
         return;
     }
@@ -181,34 +186,59 @@ impl Coordinator {
         self.port
     }
 
-    /// Adds entries to the queue (`front`: re-queued work goes first) and serves waiting nodes.
-    pub fn submit(&self, entries: Vec<Entry>, front: bool) {
-        let mut st = self.shared.lock();
-        submit(&mut st, entries, front);
+    /// Nodes connected and admitted right now.
+    pub fn nodes(&self) -> usize {
+        self.shared.lock().nodes.values().filter(|n| n.admitted()).count()
     }
 
+    /// Standalone mode: waits up to `timeout` for the main to have come and gone (the run is
+    /// over); true once it has.
+    pub fn main_gone_within(&self, timeout: Duration) -> bool {
+        let st = self.shared.lock();
+        if st.main_gone {
+            return true;
+        }
+        let st = self.shared.changed.wait_timeout(st, timeout).unwrap_or_else(|p| p.into_inner()).0;
+        st.main_gone
+    }
+
+}
+
+/// What the main does with the run's coordinator, wherever it runs: in the main's process
+/// (`Coordinator`) or standalone, reached over TCP (`RemoteMain`).
+pub trait MainLink: Send + Sync {
+    /// Adds entries to the queue (`front`: re-queued work goes first) and serves waiting nodes.
+    fn submit(&self, entries: Vec<Entry>, front: bool);
     /// Publishes a global fixture's value to every node, now and as they join.
-    pub fn publish(&self, key: String, value: Vec<u8>) {
+    fn publish(&self, key: String, value: Vec<u8>);
+    /// No new test starts anywhere (-x, Ctrl-C).
+    fn stop(&self);
+    /// Every test has a result: nodes finish and leave.
+    fn finish(&self);
+    /// Blocks until every node has left or `timeout` passed; true when none is left.
+    fn wait_nodes_gone(&self, timeout: Duration) -> bool;
+    /// Ends the link; an in-process coordinator stops accepting and drops every connection.
+    fn close(&self);
+}
+
+impl MainLink for Coordinator {
+    fn submit(&self, entries: Vec<Entry>, front: bool) {
+        submit(&mut self.shared.lock(), entries, front);
+    }
+
+    fn publish(&self, key: String, value: Vec<u8>) {
         publish(&mut self.shared.lock(), key, value);
     }
 
-    /// No new test starts anywhere (-x, Ctrl-C).
-    pub fn stop(&self) {
+    fn stop(&self) {
         stop(&mut self.shared.lock());
     }
 
-    /// Every test has a result: nodes finish and leave.
-    pub fn finish(&self) {
+    fn finish(&self) {
         finish(&mut self.shared.lock());
     }
 
-    /// Nodes connected and admitted right now.
-    pub fn nodes(&self) -> usize {
-        self.shared.lock().nodes.values().filter(|n| n.checked && !n.refused).count()
-    }
-
-    /// Blocks until every node has left or `timeout` passed; true when none is left.
-    pub fn wait_nodes_gone(&self, timeout: Duration) -> bool {
+    fn wait_nodes_gone(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let mut st = self.shared.lock();
         while !st.nodes.is_empty() {
@@ -221,26 +251,7 @@ impl Coordinator {
         true
     }
 
-    /// Standalone mode: blocks until a main came and went (the run is over).
-    pub fn wait_main_gone(&self) {
-        let mut st = self.shared.lock();
-        while !st.main_gone {
-            st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Like `wait_main_gone`, bounded: true once the main came and went.
-    pub fn main_gone_within(&self, timeout: Duration) -> bool {
-        let st = self.shared.lock();
-        if st.main_gone {
-            return true;
-        }
-        let st = self.shared.changed.wait_timeout(st, timeout).unwrap_or_else(|p| p.into_inner()).0;
-        st.main_gone
-    }
-
-    /// Stops accepting and drops every connection.
-    pub fn close(&self) {
+    fn close(&self) {
         let mut st = self.shared.lock();
         if st.closed {
             return;

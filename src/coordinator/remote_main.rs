@@ -3,6 +3,7 @@
 //! events into its results ring (the same items an in-process coordinator would push).
 
 use super::events::Event;
+use super::MainLink;
 use crate::handshake::{self, Hello};
 use crate::net::{connect_retry, Conn, NetError, Writer};
 use crate::wire::{Message, Role, HANDSHAKE_MAX_FRAME};
@@ -33,21 +34,27 @@ impl RemoteMain {
     fn send(&self, msg: Message) {
         let _ = self.writer.send(&msg);
     }
+}
 
-    pub fn submit(&self, entries: Vec<super::Entry>, front: bool) {
+impl MainLink for RemoteMain {
+    fn submit(&self, entries: Vec<super::Entry>, front: bool) {
         self.send(Message::Submit { entries, front });
     }
-    pub fn publish(&self, key: String, value: Vec<u8>) {
+    fn publish(&self, key: String, value: Vec<u8>) {
         self.send(Message::Fixture { key, value });
     }
-    pub fn stop(&self) {
+    fn stop(&self) {
         self.send(Message::Stop);
     }
-    pub fn finish(&self) {
+    fn finish(&self) {
         self.send(Message::Finish);
     }
+    /// The standalone coordinator keeps its nodes; the main does not wait for them.
+    fn wait_nodes_gone(&self, _timeout: Duration) -> bool {
+        true
+    }
     /// Leaves the coordinator (which then ends its run).
-    pub fn close(&self) {
+    fn close(&self) {
         self.send(Message::Bye);
         self.writer.shutdown();
     }

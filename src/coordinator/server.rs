@@ -74,7 +74,7 @@ fn refuse(shared: &Shared, conn: &Conn, name: &str, reason: String) {
 }
 
 fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
-    let id;
+    let (id, checked);
     {
         let mut st = shared.lock();
         if let Some(main) = &st.collection {
@@ -85,7 +85,7 @@ fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
         }
         st.next_id += 1;
         id = st.next_id;
-        let checked = st.collection.is_some();
+        checked = st.collection.is_some();
         // Welcome, the fixtures published so far and the run's state go out under the lock,
         // so no Units frame can overtake them.
         let mut ok = conn.send(&Message::Welcome { node_id: id }).is_ok();
@@ -105,17 +105,18 @@ fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
             id,
             NodeSlot {
                 name: hello.node.clone(),
+                workers: hello.workers,
                 writer: conn.writer.clone(),
                 want: 0,
                 given: Vec::new(),
                 running: Vec::new(),
-                checked,
                 refused: false,
                 pending_collection: if checked { None } else { Some(hello.collection.clone()) },
             },
         );
     }
-    if shared.lock().nodes.get(&id).is_some_and(|n| n.checked) {
+    // (A node that arrived before a standalone coordinator's main joins when the main does.)
+    if checked {
         shared.event(Event::Joined { node: id, name: hello.node.clone(), workers: hello.workers, peer: conn.peer.clone() });
     }
     let _ = conn.set_read_timeout(Some(NODE_SILENCE));
@@ -176,6 +177,7 @@ fn node_loop(shared: &Shared, conn: &mut Conn, id: u32) -> (bool, String) {
 fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
     let collection = Arc::new(hello.collection);
     let mut turned_away = Vec::new();
+    let mut joined = Vec::new();
     {
         let mut st = shared.lock();
         if st.main_present || st.main_gone {
@@ -197,7 +199,7 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
             }
         }
         // Nodes that came before the main are checked now.
-        for node in st.nodes.values_mut() {
+        for (id, node) in st.nodes.iter_mut() {
             let Some(theirs) = node.pending_collection.take() else { continue };
             match collection_diff(&collection, &theirs) {
                 Some(reason) => {
@@ -206,7 +208,7 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
                     node.writer.shutdown();
                     turned_away.push((node.name.clone(), reason));
                 }
-                None => node.checked = true,
+                None => joined.push(Event::Joined { node: *id, name: node.name.clone(), workers: node.workers, peer: String::new() }),
             }
         }
     }
@@ -214,13 +216,6 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
         shared.warn(&format!("refused node {name}: {reason}"));
         shared.event(Event::Refused { peer: String::new(), name, reason });
     }
-    let joined: Vec<Event> = shared
-        .lock()
-        .nodes
-        .iter()
-        .filter(|(_, n)| n.checked && !n.refused)
-        .map(|(id, n)| Event::Joined { node: *id, name: n.name.clone(), workers: 0, peer: String::new() })
-        .collect();
     for ev in joined {
         shared.event(ev);
     }
