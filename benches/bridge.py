@@ -25,15 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from suites import SUITES as _SINGLE_HOST_SUITES, _files  # benches/ is on sys.path when run as a script
+
 SUITES = {
-    "trivial2000": lambda d: _files(d, 20, 100, "    assert 1 + 1 == 2\n"),
+    "trivial2000": _SINGLE_HOST_SUITES["trivial2000"],
     "sleep200x10ms": lambda d: _files(d, 10, 20, "    import time; time.sleep(0.01)\n"),
 }
-
-
-def _files(d: Path, files: int, per: int, body: str) -> None:
-    for f in range(files):
-        (d / f"test_f{f:02d}.py").write_text("".join(f"def test_{i:03d}():\n{body}" for i in range(per)))
 
 
 def _cmd(*args: str) -> list[str]:

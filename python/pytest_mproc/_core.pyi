@@ -74,6 +74,7 @@ class Coordinator:
     def close(self) -> None: ...
 
 BRIDGE_READY_WORD: int
+EVENT_TAG: int
 
 def serve_orchestration(host: str, port: int, token: bytes) -> None: ...
 def run_bridge(host: str, port: int, token: bytes, name: str, workers: int, collection: list[str], tasks: Ring,

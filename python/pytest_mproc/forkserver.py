@@ -19,12 +19,31 @@ from .verbose import log
 class ForkServer(Child):
     """The main's handle on the fork server process."""
 
-    def __init__(self, pid: int, cmd_fd: int) -> None:
+    def __init__(self, pid: int, cmd_fd: int, workers: int) -> None:
         super().__init__(pid)
         self._cmd = cmd_fd
+        self._next_wid = workers
+        # Workers that die outside any test, again and again, with no progress in between (a
+        # plugin or conftest that breaks in a forked process): give up rather than fork
+        # replacements forever.
+        self._fruitless = 0
+        self._fruitless_limit = 2 * workers + 2
 
-    def spawn(self, wid: str) -> None:
+    def replace(self) -> str:
+        """Forks a replacement worker under a fresh id; returns the id."""
+        wid = f"gw{self._next_wid}"
+        self._next_wid += 1
         os.write(self._cmd, f"S {wid}\n".encode())
+        return wid
+
+    def progress(self) -> None:
+        """Tests are getting done: earlier deaths outside tests were no crash loop."""
+        self._fruitless = 0
+
+    def crash_loop(self) -> bool:
+        """Counts a worker death outside any test; True once there were too many in a row."""
+        self._fruitless += 1
+        return self._fruitless > self._fruitless_limit
 
     def forget_in_child(self) -> None:
         """In a process forked from the main later on: drop the inherited command pipe, so the
@@ -62,7 +81,7 @@ def start(session, workers: int, tasks: _core.Ring, results: _core.Ring, store: 
         os.setpgid(pid, pid)
     except OSError:
         pass
-    return ForkServer(pid, w)
+    return ForkServer(pid, w, workers)
 
 
 def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, control) -> int:

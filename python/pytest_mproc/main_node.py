@@ -25,12 +25,9 @@ from collections import defaultdict
 from . import _core, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
-from .replay import replay_arrived, replay_crash, replay_result, report_decoder
+from .replay import Outcomes, replay_arrived
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
-
-_EVENT = b"J"[0]
-
 
 class MultiHostRun:
     def __init__(self, owner, session, entries: list, host: str, port: int, local_workers: int,
@@ -47,12 +44,10 @@ class MultiHostRun:
         self.token_generated = token_generated
         self.node_wait = self.config.getoption("mproc_node_wait")
         self.connect_timeout = self.config.getoption("mproc_connect_timeout")
-        self.done = bytearray(len(self.items))
-        self.remaining = len(self.items)
+        self.outcomes = Outcomes(session, owner.crashed)
         self.stopping = False
         self.nodes: dict[int, str] = {}
         self.local: Child | None = None
-        self.decode_report = report_decoder(self.config)
         # SINGLE_NODE blocks stay together when re-queued.
         self.block_of: dict[int, int] = {}
         for b, entry in enumerate(entries):
@@ -94,7 +89,7 @@ class MultiHostRun:
         finally:
             self.coord.close()
             self.owner.fixture_errors += self.fixtures.teardown()
-        self.owner.not_run = self.remaining
+        self.owner.not_run = self.outcomes.remaining
 
     def _bind(self) -> socket.socket | None:
         """Our listening socket, or None when HOST:PORT is someone else's (a standalone
@@ -164,7 +159,7 @@ class MultiHostRun:
             pending = self._submit_runnable(pending)
             self._drain()
         alone_since = time.monotonic() if not self.nodes else None
-        while self.remaining and not (self.stopping and not self.nodes):
+        while self.outcomes.remaining and not (self.stopping and not self.nodes):
             data = self.results.pop(timeout=0.1)
             if data is not None:
                 self._handle(data)
@@ -197,7 +192,7 @@ class MultiHostRun:
             self._handle(data)
 
     def _handle(self, data: bytes) -> None:
-        if data[0] == _EVENT:
+        if messages.is_event(data):
             self._on_event(json.loads(data[1:]))
             return
         msg = messages.decode(data)
@@ -210,21 +205,12 @@ class MultiHostRun:
                 self._crash(index, f"{wid} on node {node}", pid, status, tail)
 
     def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
-        if self.done[index]:
-            return
-        self.done[index] = 1
-        self.remaining -= 1
-        replay_result(self.config, self.items[index], reports, warnings, location, self.decode_report)
-        self._check_stop()
+        if self.outcomes.result(index, reports, warnings, location):
+            self._check_stop()
 
     def _crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> None:
-        if self.done[index]:
-            return
-        self.done[index] = 1
-        self.remaining -= 1
-        self.owner.crashed.append(self.items[index].nodeid)
-        replay_crash(self.config, self.items[index], who, pid, status, tail, None, reason=reason)
-        self._check_stop()
+        if self.outcomes.crash(index, who, pid, status, tail, reason):
+            self._check_stop()
 
     def _check_stop(self) -> None:
         if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
@@ -248,7 +234,7 @@ class MultiHostRun:
             self._on_node_lost(ev)
         elif kind == "coordinator_lost":
             raise self.session.Interrupted(
-                f"pytest-mproc: lost the coordinator ({ev['reason']}); {self.remaining} tests have no result")
+                f"pytest-mproc: lost the coordinator ({ev['reason']}); {self.outcomes.remaining} tests have no result")
 
     def _on_node_lost(self, ev: dict) -> None:
         running = set(ev["running"])
@@ -259,7 +245,7 @@ class MultiHostRun:
         entries: list = []
         blocks: dict[int, list] = defaultdict(list)
         for unit in ev["units"]:
-            rest = [i for i in unit if not self.done[i]]
+            rest = [i for i in unit if not self.outcomes.done[i]]
             if not rest:
                 continue
             b = self.block_of.get(rest[0])
@@ -274,7 +260,7 @@ class MultiHostRun:
             self.coord.submit(entries, front=True)
 
     def _give_up(self) -> None:
-        missing = [self.items[i].nodeid for i in range(len(self.items)) if not self.done[i]]
+        missing = self.outcomes.missing()
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise self.session.Interrupted(
             f"pytest-mproc: no worker node connected for {self.node_wait:g} s; "

@@ -9,6 +9,9 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("D", wid, pid, wait_status)                        a worker process ended (from the fork server)
   ("I", wid, text)                                    an internal error in a worker
   ("F", wid, cpu_seconds, max_rss_kb, pss_kb)         a worker finished its loop (statistics)
+
+Multi-host, the main's results ring also carries the coordinator's events: EVENT_TAG + JSON
+(see `is_event`), and worker nodes' ("W", wid, pid, status, running, stderr_tail, node).
 """
 
 from __future__ import annotations
@@ -17,11 +20,18 @@ import pickle
 import struct
 from array import array
 
+from . import _core
+
 RESULT = "R"
 UP = "U"
 DIED = "D"
 INTERNAL = "I"
 FINISHED = "F"
+
+
+def is_event(data: bytes) -> bool:
+    """Is this results-ring item a coordinator event (not a pickle, which starts with 0x80)?"""
+    return data[0] == _core.EVENT_TAG
 
 
 def encode_unit(indices: list[int]) -> bytes:

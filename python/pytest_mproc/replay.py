@@ -46,6 +46,42 @@ def _log_test(config, item, reports, warning_tuples=()) -> None:
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
+class Outcomes:
+    """Which collected tests have a result yet; each test's result (or crash) is replayed into
+    pytest's hooks exactly once, however often it arrives."""
+
+    def __init__(self, session, crashed: list[str]) -> None:
+        self.config = session.config
+        self.items = session.items
+        self.done = bytearray(len(self.items))
+        self.remaining = len(self.items)
+        self.crashed = crashed
+        self.decode = report_decoder(self.config)
+
+    def result(self, index: int, report_dicts: list, warning_tuples: list, location: tuple) -> bool:
+        """Replays a test's reports; False if it already had a result."""
+        if self.done[index]:
+            return False
+        self.done[index] = 1
+        self.remaining -= 1
+        replay_result(self.config, self.items[index], report_dicts, warning_tuples, location, self.decode)
+        return True
+
+    def crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> bool:
+        """Reports a test as crashed (see replay_crash); False if it already had a result."""
+        if self.done[index]:
+            return False
+        self.done[index] = 1
+        self.remaining -= 1
+        self.crashed.append(self.items[index].nodeid)
+        replay_crash(self.config, self.items[index], who, pid, status, tail, None, reason=reason)
+        return True
+
+    def missing(self) -> list[str]:
+        """Node ids of the tests without a result, in collection order."""
+        return [item.nodeid for item, done in zip(self.items, self.done) if not done]
+
+
 def replay_result(config, item, report_dicts: list, warning_tuples: list, location: tuple, decode) -> list:
     if "location" not in item.__dict__:
         # The worker computed it already (it is a cached property, costly to recompute).
@@ -123,7 +159,7 @@ def replay_arrived(results, on_result) -> None:
 
     try:
         while (data := results.try_pop()) is not None:
-            if data[:1] == b"J":
+            if messages.is_event(data):
                 continue
             msg = messages.decode(data)
             if msg[0] == messages.RESULT:

@@ -18,8 +18,9 @@ import pytest
 from . import _core, fixtures, forkserver, messages
 from .fixture_host import FixtureHost
 from .history import DurationHistory
+from .rings import node_rings
 from .scheduling import build_entries, build_units
-from .replay import describe_status, replay_arrived, replay_crash, replay_result, report_decoder, stderr_tail
+from .replay import Outcomes, describe_status, replay_arrived, stderr_tail
 from .verbose import log
 
 # The main does not sleep on the results ring's futex while tests run: every result would
@@ -118,22 +119,12 @@ class _Run:
         self.config = session.config
         self.items = session.items
         self.pending = deque(units)
-        self.done = bytearray(len(self.items))
-        self.remaining = len(self.items)
+        self.outcomes = Outcomes(session, owner.crashed)
         self.workers = min(owner.workers, len(units))
         self.live: dict[str, int] = {}
-        self.next_wid = self.workers
         self.stopping = False
-        self.fruitless_deaths = 0
         self.rundir = tempfile.mkdtemp(prefix="pytest-mproc-")
-        self.decode_report = report_decoder(self.config)
-        n = len(units)
-        leases = max(64, 4 * self.workers)
-        cap = 1 << max(1, min(n, 1 << 16) - 1).bit_length()
-        self.tasks = _core.Ring.create(capacity=cap, slot_size=64, leases=leases, arena_bytes=4 << 20)
-        # Results: a passing test's reports (~1.5 KB pickled) travel inline; big tracebacks go
-        # through the blob arena (memfd pages cost memory only once written).
-        self.results = _core.Ring.create(capacity=512, slot_size=2048, leases=leases, arena_bytes=256 << 20)
+        self.tasks, self.results = node_rings(len(units), self.workers)
         self.store = _core.Store.create()
         self.host = FixtureHost(self.store)
         # Which global/node fixtures each unit needs: a unit is queued only once they are set up.
@@ -164,7 +155,7 @@ class _Run:
         finally:
             self.owner.fixture_errors += self.host.teardown()
             shutil.rmtree(self.rundir, ignore_errors=True)
-        self.owner.not_run = self.remaining
+        self.owner.not_run = self.outcomes.remaining
         self._write_stats(cpu, wall)
 
     def _write_stats(self, cpu: float, wall: float) -> None:
@@ -237,13 +228,13 @@ class _Run:
         try_pop = self.results.try_pop
         decode = messages.decode
         nap = _NAP_MIN
-        while self.remaining and not (self.stopping and not self.live):
+        while self.outcomes.remaining and not (self.stopping and not self.live):
             data = try_pop()
             if data is None:
                 if not self.fs.alive():
                     raise self.session.Interrupted(
                         f"pytest-mproc: the fork server died ({describe_status(self.fs.exit_status)}); "
-                        f"{self.remaining} tests have no result"
+                        f"{self.outcomes.remaining} tests have no result"
                     )
                 time.sleep(nap)
                 nap = min(nap * 2, _NAP_MAX)
@@ -265,12 +256,9 @@ class _Run:
             raise self.session.Interrupted(f"pytest-mproc: internal error in worker {msg[1]}:\n{msg[2]}")
 
     def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
-        if self.done[index]:
+        if not self.outcomes.result(index, reports, warnings, location):
             return
-        self.done[index] = 1
-        self.remaining -= 1
-        self.fruitless_deaths = 0
-        replay_result(self.config, self.items[index], reports, warnings, location, self.decode_report)
+        self.fs.progress()
         if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
             self._stop()
         else:
@@ -288,40 +276,30 @@ class _Run:
         self.results.heal(pid)
         crashed = None
         for _slot, _pid, key, _started in leases:
-            if key is not None and not self.done[key]:
+            if key is not None and not self.outcomes.done[key]:
                 crashed = key
         if crashed is not None:
             tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr"))
             log(f"worker {wid} (pid {pid}) {describe_status(status)} in {self.items[crashed].nodeid}")
-            self.done[crashed] = 1
-            self.remaining -= 1
-            self.owner.crashed.append(self.items[crashed].nodeid)
-            replay_crash(self.config, self.items[crashed], wid, pid, status, tail, None)
+            self.outcomes.crash(crashed, wid, pid, status, tail)
             if self.session.shouldfail or self.session.shouldstop:
                 self._stop()
         elif status != 0:
             log(f"worker {wid} (pid {pid}) {describe_status(status)} between tests")
-            # Workers that die outside any test, again and again, with no test finishing in
-            # between (a plugin or conftest that breaks in a forked process): give up clearly
-            # rather than fork replacements forever.
-            self.fruitless_deaths += 1
-            if self.fruitless_deaths > 2 * self.workers + 2:
+            if self.fs.crash_loop():
                 tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr")).rstrip()
                 raise self.session.Interrupted(
                     f"pytest-mproc: workers keep dying outside any test (last: {wid} {describe_status(status)}); "
-                    f"{self.remaining} tests have no result" + (f"\n{tail}" if tail else "")
+                    f"{self.outcomes.remaining} tests have no result" + (f"\n{tail}" if tail else "")
                 )
         for raw in items:
-            unit = [i for i in messages.decode_unit(raw) if not self.done[i]]
+            unit = [i for i in messages.decode_unit(raw) if not self.outcomes.done[i]]
             if unit:
                 self.pending.appendleft(unit)
-        if self.remaining and not self.stopping:
+        if self.outcomes.remaining and not self.stopping:
             self._feed()
             if not self.tasks.closed:
-                wid = f"gw{self.next_wid}"
-                self.next_wid += 1
-                self.fs.spawn(wid)
-                log(f"replacing worker with {wid}")
+                log(f"replacing worker with {self.fs.replace()}")
 
     def _finish(self) -> None:
         """Every test has a result (or the run stopped): let workers exit, then the server."""

@@ -19,6 +19,7 @@ from . import _core, forkserver, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .replay import describe_status, stderr_tail
+from .rings import lease_entries, node_rings
 from .verbose import log
 
 # What the bridge process writes before it exits, for this process's error message.
@@ -45,16 +46,12 @@ class NodeRun:
         self.connect_timeout = connect_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.rundir = tempfile.mkdtemp(prefix="pytest-mproc-node-")
-        n = len(self.items)
-        leases = max(64, 4 * workers)
-        cap = 1 << max(1, min(n, 1 << 16) - 1).bit_length()
-        self.tasks = _core.Ring.create(capacity=cap, slot_size=64, leases=leases, arena_bytes=4 << 20)
-        self.results = _core.Ring.create(capacity=512, slot_size=2048, leases=leases, arena_bytes=256 << 20)
-        self.control = _core.Ring.create(capacity=256, slot_size=512, leases=leases, arena_bytes=16 << 20)
+        self.tasks, self.results = node_rings(len(self.items), workers)
+        # Worker life-cycle messages for this process (the bridge consumes `results`).
+        self.control = _core.Ring.create(capacity=256, slot_size=512, leases=lease_entries(workers),
+                                       arena_bytes=16 << 20)
         self.store = _core.Store.create()
         self.host = FixtureHost(self.store, remote_global=self._wait_global)
-        self.next_wid = workers
-        self.fruitless_deaths = 0
         self.bridge: Child | None = None
         self.fixture_errors: list[str] = []
 
@@ -179,21 +176,10 @@ class NodeRun:
                 self.tasks.push(messages.encode_unit(rest))
         if status == 0 or self.tasks.closed:
             return
-        if not running:
-            self.fruitless_deaths += 1
-            if self.fruitless_deaths > 2 * self.workers + 2:
-                tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr")).rstrip()
-                raise NodeError(f"workers keep dying outside any test (last: {wid} {describe_status(status)})"
-                                + (f"\n{tail}" if tail else ""))
-        else:
-            self.fruitless_deaths = 0
-        wid = f"gw{self.next_wid}"
-        self.next_wid += 1
-        self.fs.spawn(wid)
-        log(f"node {self.name}: replacing worker with {wid}")
-
-
-def run_node(session, workers: int, host: str, port: int, token: bytes, connect_timeout: float) -> NodeRun:
-    node = NodeRun(session, workers, host, port, token, connect_timeout)
-    node.execute()
-    return node
+        if running:
+            self.fs.progress()
+        elif self.fs.crash_loop():
+            tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr")).rstrip()
+            raise NodeError(f"workers keep dying outside any test (last: {wid} {describe_status(status)})"
+                            + (f"\n{tail}" if tail else ""))
+        log(f"node {self.name}: replacing worker with {self.fs.replace()}")

@@ -5,7 +5,7 @@
 use crate::{Ring, Store};
 use mproc_bridge::{BridgeConfig, READY_WORD};
 use mproc_core::auth;
-use mproc_core::coordinator::{Coordinator as CoreCoordinator, Entry, MainLink, MainSink, RemoteMain};
+use mproc_core::coordinator::{Coordinator as CoreCoordinator, Entry, MainLink, MainSink, RemoteMain, EVENT_TAG};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -164,5 +164,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(random_token, m)?)?;
     m.add_function(wrap_pyfunction!(token_from_hex, m)?)?;
     m.add("BRIDGE_READY_WORD", READY_WORD)?;
+    m.add("EVENT_TAG", EVENT_TAG)?;
     Ok(())
 }
