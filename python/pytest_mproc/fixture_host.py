@@ -8,7 +8,7 @@ import inspect
 import pickle
 import traceback
 
-from .fixtures import GLOBAL, NODE, REGISTRY, FixtureSpec
+from .fixtures import GLOBAL, REGISTRY, FixtureSpec
 from .verbose import log
 
 
@@ -27,30 +27,14 @@ class FixtureHost:
         return [n for n in getattr(item, "fixturenames", ()) if n in REGISTRY]
 
     @staticmethod
-    def node_fixtures_of(items) -> list[str]:
-        """Node fixtures any of `items` uses, in order of first use."""
+    def used_by(items, kind: str) -> list[str]:
+        """The `kind` (GLOBAL or NODE) fixtures any of `items` uses, in order of first use.
+        pytest's fixture closure of a test already holds what its fixtures depend on."""
         order: dict[str, None] = {}
         for item in items:
             for n in FixtureHost.needed_by(item):
-                if REGISTRY[n].kind == NODE:
+                if REGISTRY[n].kind == kind:
                     order.setdefault(n)
-        return list(order)
-
-    @staticmethod
-    def global_fixtures_of(items) -> list[str]:
-        """Global fixtures any of `items` uses (also through node fixtures), in order of first use."""
-        order: dict[str, None] = {}
-
-        def visit(name):
-            spec = REGISTRY[name]
-            for dep in spec.argnames:
-                visit(dep)
-            if spec.kind == GLOBAL:
-                order.setdefault(name)
-
-        for item in items:
-            for n in FixtureHost.needed_by(item):
-                visit(n)
         return list(order)
 
     def ready(self, name: str) -> bool:

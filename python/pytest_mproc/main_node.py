@@ -25,6 +25,7 @@ from collections import defaultdict
 from . import _core, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
+from .fixtures import GLOBAL
 from .replay import Outcomes, replay_arrived
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
@@ -148,8 +149,8 @@ class MultiHostRun:
     def _run(self) -> None:
         # Entries wait for the global fixtures their tests use (set up in order of first use,
         # each value published to every node before the entries that need it).
-        globals_needed = FixtureHost.global_fixtures_of(self.items)
-        pending = [(entry, FixtureHost.global_fixtures_of(self.items[i] for unit in entry for i in unit)
+        globals_needed = FixtureHost.used_by(self.items, GLOBAL)
+        pending = [(entry, FixtureHost.used_by((self.items[i] for unit in entry for i in unit), GLOBAL)
                     if globals_needed else ()) for entry in self.entries]
         pending = self._submit_runnable(pending)
         for name in globals_needed:

@@ -18,6 +18,7 @@ import uuid
 from . import _core, forkserver, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
+from .fixtures import NODE
 from .replay import describe_status, stderr_tail
 from .rings import lease_entries, node_rings
 from .verbose import log
@@ -67,7 +68,7 @@ class NodeRun:
         self._start_bridge()
         log(f"node {self.name}: fork server {self.fs.pid}, bridge {self.bridge.pid}, {self.workers} workers")
         try:
-            for name in FixtureHost.node_fixtures_of(self.items):
+            for name in FixtureHost.used_by(self.items, NODE):
                 self.host.build(name)
             self.tasks.user_set(_core.BRIDGE_READY_WORD, 1)
             self._supervise()
