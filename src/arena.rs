@@ -72,6 +72,14 @@ impl Arena {
     pub fn max_len(&self) -> usize {
         (self.v.geo.chunks as usize * self.v.geo.chunk_size as usize).saturating_sub(RUN_HEADER)
     }
+    /// Does `run` (read from shared memory, so possibly damaged) describe chunks inside the
+    /// arena with room for its length? Every method that follows a run checks this first.
+    pub fn valid(&self, run: Run) -> bool {
+        let g = &self.v.geo;
+        run.n >= 1
+            && run.head.checked_add(run.n).is_some_and(|end| end <= g.chunks)
+            && run.len.checked_add(RUN_HEADER as u64).is_some_and(|l| l <= run.n as u64 * g.chunk_size as u64)
+    }
     fn chunks_for(&self, len: usize) -> u32 {
         (len + RUN_HEADER).div_ceil(self.v.geo.chunk_size as usize) as u32
     }
@@ -137,16 +145,23 @@ impl Arena {
     }
 
     /// The consumer at `pos` copies the blob out; the chunks stay `TAKEN(me)` until `release`.
-    pub fn take(&self, me: u32, run: Run) -> Vec<u8> {
+    /// None when the reference is damaged.
+    pub fn take(&self, me: u32, run: Run) -> Option<Vec<u8>> {
+        if !self.valid(run) {
+            return None;
+        }
         let t = tag(K_TAKEN, me, run.head);
         for i in run.head..run.head + run.n {
             self.slot(i).store(t, Ordering::Release);
         }
-        self.v.copy_out(self.chunk_off(run.head) + RUN_HEADER, run.len as usize)
+        Some(self.v.copy_out(self.chunk_off(run.head) + RUN_HEADER, run.len as usize))
     }
 
     /// Frees a run held as `TAKEN(me)` or `ALLOC(me)`.
     pub fn release(&self, me: u32, run: Run) {
+        if !self.valid(run) {
+            return;
+        }
         for k in [K_TAKEN, K_ALLOC] {
             let t = tag(k, me, run.head);
             for i in run.head..run.head + run.n {
@@ -158,7 +173,7 @@ impl Arena {
     /// Is `run` (read from a cell at `pos` during healing) really the blob of that cell, still
     /// held in the ring or by `dead`? A stale reference from an older lap fails this test.
     pub fn owned_by_cell(&self, run: Run, pos: u64, dead: u32) -> bool {
-        if run.n == 0 || run.head.checked_add(run.n).is_none_or(|e| e > self.v.geo.chunks) {
+        if !self.valid(run) {
             return false;
         }
         let t = self.slot(run.head).load(Ordering::Acquire);
@@ -173,12 +188,15 @@ impl Arena {
     }
 
     /// Copies a blob out during healing (the cell that references it is held by the healer).
-    pub fn read(&self, run: Run) -> Vec<u8> {
-        self.v.copy_out(self.chunk_off(run.head) + RUN_HEADER, run.len as usize)
+    pub fn read(&self, run: Run) -> Option<Vec<u8>> {
+        self.valid(run).then(|| self.v.copy_out(self.chunk_off(run.head) + RUN_HEADER, run.len as usize))
     }
 
     /// Frees a run regardless of its holder (the healer owns it now).
     pub fn force_free(&self, run: Run) {
+        if !self.valid(run) {
+            return;
+        }
         for i in run.head..run.head + run.n {
             self.slot(i).store(FREE, Ordering::Release);
         }

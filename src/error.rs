@@ -10,8 +10,19 @@ pub enum Error {
     Closed,
     /// A message larger than the blob arena can ever hold.
     TooLarge { len: usize, max: usize },
-    /// The segment exists but was made by another layout or program.
+    /// The segment exists but was made by another layout or program (or its header is damaged).
     BadHeader(String),
+    /// Sizes asked of a new ring or store that it cannot have.
+    BadOptions(String),
+    /// A lease slot number outside the segment's lease table.
+    BadSlot { slot: u32, slots: u32 },
+    /// Shared memory holds something the protocol never writes (a damaged or hostile
+    /// segment): the item is skipped, never trusted.
+    Corrupt(String),
+    /// A fixture store key that is published already.
+    DuplicateKey(String),
+    /// A fixture store key longer than an entry can hold.
+    KeyTooLong { len: usize, max: usize },
     /// No lease slot left for another process.
     NoLeaseSlot,
     /// Creating, sizing or mapping the segment failed.
@@ -36,7 +47,14 @@ impl fmt::Display for Error {
             Error::TooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the blob arena ({max} bytes usable)")
             }
-            Error::BadHeader(why) => write!(f, "not a pytest-mproc ring segment: {why}"),
+            Error::BadHeader(why) => write!(f, "not a usable pytest-mproc segment: {why}"),
+            Error::BadOptions(why) => write!(f, "{why}"),
+            Error::BadSlot { slot, slots } => write!(f, "lease slot {slot} out of range 0..{slots}"),
+            Error::Corrupt(why) => write!(f, "damaged shared memory: {why}"),
+            Error::DuplicateKey(key) => write!(f, "fixture store key published twice: {key}"),
+            Error::KeyTooLong { len, max } => {
+                write!(f, "fixture store key of {len} bytes is longer than the {max} bytes an entry holds")
+            }
             Error::NoLeaseSlot => write!(f, "no free lease slot in the ring segment"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::Timeout => write!(f, "timed out"),

@@ -29,7 +29,7 @@ pub const H_NOT_FULL_EPOCH: usize = 256;
 pub const H_NOT_FULL_WAITERS: usize = 260;
 pub const H_FLAGS: usize = 320;
 pub const H_ARENA_HINT: usize = 384;
-/// Free words for the layers above (e.g. the engine's "stop" generation).
+/// Free words for the layers above (the engine's run-wide failure count for -x, the bridge's "ready" flag).
 pub const H_USER: usize = 448;
 pub const USER_WORDS: usize = 8;
 

@@ -44,11 +44,13 @@ impl Leases {
     fn off(&self, slot: u32) -> usize {
         self.v.geo.leases_off() + slot as usize * self.v.geo.lease_len()
     }
+    /// Slot numbers come from callers (Python, other processes): every public entry point
+    /// that takes one checks it here.
     pub fn check(&self, slot: u32) -> Result<()> {
         if slot < self.v.geo.leases {
             Ok(())
         } else {
-            Err(Error::BadHeader(format!("lease slot {slot} out of range 0..{}", self.v.geo.leases)))
+            Err(Error::BadSlot { slot, slots: self.v.geo.leases })
         }
     }
 
@@ -70,13 +72,16 @@ impl Leases {
     }
 
     /// Records that the holder of `slot` now runs `key` (NO_KEY: nothing).
-    pub fn set(&self, slot: u32, key: u64) {
+    pub fn set(&self, slot: u32, key: u64) -> Result<()> {
+        self.check(slot)?;
         let off = self.off(slot);
         self.v.a64(off + LEASE_STARTED).store(monotonic_ns(), Ordering::Release);
         self.v.a64(off + LEASE_KEY).store(key, Ordering::Release);
+        Ok(())
     }
 
-    /// Keeps a copy of a popped item (called while the ring cell at `pos` is still claimed).
+    /// Keeps a copy of a popped item (called while the ring cell at `pos` is still claimed;
+    /// `slot` was checked by the pop that calls this).
     pub fn hold(&self, slot: u32, pos: u64, item: &Held) {
         let off = self.off(slot);
         self.v.write_u64(off + LEASE_HELD_POS, pos);
@@ -94,19 +99,23 @@ impl Leases {
         }
     }
 
-    /// Forgets the held item; returns the blob run to free, if it was one.
-    pub fn ack(&self, slot: u32) -> Option<Run> {
+    /// Forgets the held item; returns the blob run to free, if it was one (the arena checks
+    /// the run before it frees anything).
+    pub fn ack(&self, slot: u32) -> Result<Option<Run>> {
+        self.check(slot)?;
         let off = self.off(slot);
         let len = self.v.a32(off + LEASE_HELD_LEN).swap(HELD_NONE, Ordering::AcqRel);
-        (len != HELD_NONE && self.v.read_u32(off + LEASE_HELD_KIND) == KIND_BLOB)
-            .then(|| Run::decode(&self.v.copy_out(off + LEASE_HELD, 16)))
+        Ok((len != HELD_NONE && self.v.read_u32(off + LEASE_HELD_KIND) == KIND_BLOB)
+            .then(|| Run::decode(&self.v.copy_out(off + LEASE_HELD, 16))))
     }
 
-    pub fn release(&self, slot: u32) {
+    pub fn release(&self, slot: u32) -> Result<()> {
+        self.check(slot)?;
         let off = self.off(slot);
         self.v.a32(off + LEASE_HELD_LEN).store(HELD_NONE, Ordering::Release);
         self.v.a64(off + LEASE_KEY).store(NO_KEY, Ordering::Release);
         self.v.a32(off + LEASE_PID).store(0, Ordering::Release);
+        Ok(())
     }
 
     fn read(&self, slot: u32) -> Lease {
@@ -149,7 +158,7 @@ impl Leases {
             if l.pid == dead {
                 leases.push(l);
                 held.extend(self.held(slot));
-                self.release(slot);
+                let _ = self.release(slot); // in range: we iterate the table
             }
         }
         (leases, held)

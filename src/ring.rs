@@ -1,5 +1,10 @@
 //! The node-local work queue: a bounded MPMC ring in one shared-memory segment, with blocking
-//! push/pop (futex, no spinning), a blob arena for large messages, a lease table and `heal`.
+//! push/pop (a short bounded poll, then a futex sleep; see `DEFAULT_SPIN`), a blob arena for
+//! large messages, a lease table and `heal`.
+//!
+//! Everything read from the segment is checked before it is used as an offset or a length
+//! (`View` bounds every access; blob references and inline lengths are validated here), so a
+//! damaged segment gives `Error::Corrupt`, never an access outside the mapping.
 
 use crate::arena::{Arena, Run};
 use crate::error::{Error, Result};
@@ -10,7 +15,7 @@ use crate::protocol::{self, Claim, Read, RingMem};
 use crate::segment::Segment;
 use crate::state::{owner_id, pack};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
-use crate::view::View;
+use crate::view::{Shm, View};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -94,6 +99,15 @@ fn cell_run(v: &View, off: usize) -> Run {
     Run::decode(&v.copy_out(off + CELL_PAYLOAD, 16))
 }
 
+/// The inline payload of the cell at `off`; its length word is checked against the cell size.
+fn cell_inline(v: &View, off: usize) -> std::result::Result<Vec<u8>, String> {
+    let len = v.read_u32(off + CELL_LEN) as usize;
+    if len > v.geo.inline_max() {
+        return Err(format!("inline item of {len} bytes in a {}-byte cell", v.geo.inline_max()));
+    }
+    Ok(v.copy_out(off + CELL_PAYLOAD, len))
+}
+
 fn me() -> u32 {
     owner_id(std::process::id())
 }
@@ -114,10 +128,11 @@ impl Ring {
             chunk_size: opts.chunk_size,
             chunks: crate::arena::chunks_for_bytes(opts.arena_bytes, opts.chunk_size.max(1)),
         };
-        geo.validate().map_err(Error::BadHeader)?;
+        geo.validate().map_err(Error::BadOptions)?;
         let seg = Segment::create(path, geo.total_len())?;
-        // SAFETY: the segment is geo.total_len() bytes and lives as long as the ring.
-        let v = unsafe { View::new(seg.base(), geo) };
+        // SAFETY: the mapping is `seg.len()` bytes and `seg` lives as long as the ring, which
+        // owns every copy of the view.
+        let v = View::new(unsafe { Shm::new(seg.base(), seg.len()) }, geo);
         v.write_u32(H_VERSION, LAYOUT_VERSION);
         v.write_u32(H_CAP, geo.cap);
         v.write_u32(H_SLOT_SIZE, geo.slot_size);
@@ -139,32 +154,35 @@ impl Ring {
         Ok(Ring { seg, v, spin: std::sync::atomic::AtomicU32::new(DEFAULT_SPIN) })
     }
 
-    /// Maps an existing ring, checking that it has this build's layout.
+    /// Maps an existing ring, checking that it has this build's layout and that its geometry
+    /// fits the file.
     pub fn attach(path: &Path) -> Result<Ring> {
         let mut seg = Segment::attach(path)?;
         seg.keep();
-        let raw = |off: usize| unsafe { std::ptr::read_volatile(seg.base().add(off) as *const u32) };
-        let magic = unsafe { (*(seg.base().add(H_MAGIC) as *const AtomicU64)).load(Ordering::Acquire) };
+        // SAFETY: the mapping is `seg.len()` bytes (at least a header, see Segment::attach) and
+        // `seg` lives as long as the ring.
+        let shm = unsafe { Shm::new(seg.base(), seg.len()) };
+        let magic = shm.a64(H_MAGIC).load(Ordering::Acquire);
         if magic != MAGIC {
             return Err(Error::BadHeader(format!("{}: bad magic {magic:#x}", path.display())));
         }
-        if raw(H_VERSION) != LAYOUT_VERSION {
+        if shm.read_u32(H_VERSION) != LAYOUT_VERSION {
             return Err(Error::BadHeader(format!(
                 "{}: layout version {} but this build reads version {LAYOUT_VERSION}",
                 path.display(),
-                raw(H_VERSION)
+                shm.read_u32(H_VERSION)
             )));
         }
         let geo = Geometry {
-            cap: raw(H_CAP),
-            slot_size: raw(H_SLOT_SIZE),
-            leases: raw(H_LEASES),
-            chunk_size: raw(H_CHUNK_SIZE),
-            chunks: raw(H_CHUNKS),
+            cap: shm.read_u32(H_CAP),
+            slot_size: shm.read_u32(H_SLOT_SIZE),
+            leases: shm.read_u32(H_LEASES),
+            chunk_size: shm.read_u32(H_CHUNK_SIZE),
+            chunks: shm.read_u32(H_CHUNKS),
         };
         geo.validate().map_err(|e| Error::BadHeader(format!("{}: {e}", path.display())))?;
-        let total = unsafe { std::ptr::read_volatile(seg.base().add(H_TOTAL_LEN) as *const u64) } as usize;
-        if total != geo.total_len() || total > seg.len() {
+        let total = shm.read_u64(H_TOTAL_LEN);
+        if total != geo.total_len() as u64 || geo.total_len() > seg.len() {
             return Err(Error::BadHeader(format!(
                 "{}: header says {total} bytes, geometry needs {}, file has {}",
                 path.display(),
@@ -172,8 +190,7 @@ impl Ring {
                 seg.len()
             )));
         }
-        // SAFETY: validated above that the mapping covers the geometry.
-        let v = unsafe { View::new(seg.base(), geo) };
+        let v = View::new(shm, geo);
         Ok(Ring { seg, v, spin: std::sync::atomic::AtomicU32::new(DEFAULT_SPIN) })
     }
 
@@ -191,15 +208,13 @@ impl Ring {
     pub fn inline_max(&self) -> usize {
         self.v.geo.inline_max()
     }
-    pub fn segment_len(&self) -> usize {
-        self.seg.len()
+    /// Closes this process's descriptor of the segment (see `Segment::close_fd`).
+    pub fn close_fd(&self) {
+        self.seg.close_fd();
     }
     /// Unlinks a named segment now (open mappings stay valid).
     pub fn unlink(&mut self) {
         self.seg.unlink();
-    }
-    pub fn inheritable_fd(&self) -> Result<i32> {
-        self.seg.inheritable_fd()
     }
 
     fn arena(&self) -> Arena {
@@ -316,10 +331,11 @@ impl Ring {
     }
 
     /// Drops the copy held in lease entry `slot` (the item was dealt with).
-    pub fn ack(&self, slot: u32) {
-        if let Some(run) = self.leases_tbl().ack(slot) {
+    pub fn ack(&self, slot: u32) -> Result<()> {
+        if let Some(run) = self.leases_tbl().ack(slot)? {
             self.arena().release(me(), run);
         }
+        Ok(())
     }
 
     fn pop_inner(&self, lease: Option<u32>) -> Result<Option<Vec<u8>>> {
@@ -332,34 +348,36 @@ impl Ring {
         let leases = self.leases_tbl();
         if let Some(slot) = lease {
             // An unacknowledged previous item is acknowledged implicitly by the next pop.
-            self.ack(slot);
+            self.ack(slot)?;
         }
         let mut taken = None;
+        // A damaged cell is released like any other and reported as `Err` (the ring goes on).
         let got = protocol::try_pop(&Mem(v), me, |idx, pos| {
             let off = cell_off(&v.geo, idx);
             match v.read_u32(off + CELL_KIND) {
                 KIND_TOMBSTONE => Read::Tombstone,
                 KIND_BLOB => {
                     let run = cell_run(v, off);
-                    let data = arena.take(me, run);
+                    let Some(data) = arena.take(me, run) else {
+                        return Read::Item(Err(format!("cell {idx} refers to blob {run:?} outside the arena")));
+                    };
                     match lease {
                         Some(slot) => leases.hold(slot, pos, &Held::Blob(run)),
                         None => taken = Some(run),
                     }
-                    Read::Item(data)
+                    Read::Item(Ok(data))
                 }
-                _ => {
-                    let data = v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize);
+                _ => Read::Item(cell_inline(v, off).map_err(|why| format!("cell {idx}: {why}")).inspect(|data| {
                     if let Some(slot) = lease {
                         leases.hold(slot, pos, &Held::Inline(data.clone()));
                     }
-                    Read::Item(data)
-                }
+                })),
             }
         });
         if let Some(run) = taken {
             arena.release(me, run);
         }
+        let got = got.transpose().map_err(Error::Corrupt)?;
         match got {
             Some(item) => {
                 self.notify(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS);
@@ -499,10 +517,10 @@ impl Ring {
         self.leases_tbl().claim(me())
     }
     /// The caller now runs item `key` (None: nothing).
-    pub fn lease_set(&self, slot: u32, key: Option<u64>) {
+    pub fn lease_set(&self, slot: u32, key: Option<u64>) -> Result<()> {
         self.leases_tbl().set(slot, key.unwrap_or(NO_KEY))
     }
-    pub fn lease_release(&self, slot: u32) {
+    pub fn lease_release(&self, slot: u32) -> Result<()> {
         self.leases_tbl().release(slot)
     }
     pub fn leases(&self) -> Vec<Lease> {
@@ -531,7 +549,7 @@ impl Ring {
                 Held::Inline(d) => rep.items.push(d),
                 Held::Blob(run) => {
                     if arena.owned_by_cell(run, pos, dead) {
-                        rep.items.push(arena.read(run));
+                        rep.items.extend(arena.read(run));
                         arena.force_free(run);
                     }
                 }
@@ -547,13 +565,14 @@ impl Ring {
                         let run = cell_run(v, off);
                         if arena.owned_by_cell(run, pos, dead) {
                             if !dup {
-                                rep.items.push(arena.read(run));
+                                rep.items.extend(arena.read(run));
                             }
                             arena.force_free(run);
                         }
                     }
                     _ if dup => {}
-                    _ => rep.items.push(v.copy_out(off + CELL_PAYLOAD, v.read_u32(off + CELL_LEN) as usize)),
+                    // A damaged length: nothing trustworthy to hand back.
+                    _ => rep.items.extend(cell_inline(v, off).ok()),
                 }
             }
             Claim::Producing { idx, pos } => {

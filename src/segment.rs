@@ -4,14 +4,15 @@
 use crate::error::{Error, Result};
 use memmap2::{MmapMut, MmapOptions};
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct Segment {
     map: MmapMut,
-    // Kept open: for a memfd, other processes attach through /proc/<pid>/fd/<fd>.
-    file: File,
+    // Kept open: for a memfd, other processes attach through /proc/<pid>/fd/<fd>. A forked
+    // child that only uses the mapping it inherited closes it (`close_fd`).
+    file: std::sync::Mutex<Option<File>>,
     path: PathBuf,
     unlink_on_drop: bool,
 }
@@ -61,7 +62,7 @@ impl Segment {
         // SAFETY: the file is ours, sized above, and only accessed through atomics/copies.
         let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-        Ok(Segment { map, file, path, unlink_on_drop: unlink })
+        Ok(Segment { map, file: std::sync::Mutex::new(Some(file)), path, unlink_on_drop: unlink })
     }
 
     /// Maps an existing segment (a /dev/shm path or /proc/<pid>/fd/<fd> of a memfd).
@@ -82,15 +83,15 @@ impl Segment {
         // SAFETY: as in `create`; the header is validated by the caller before use.
         let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-        Ok(Segment { map, file, path: path.to_path_buf(), unlink_on_drop: false })
+        Ok(Segment { map, file: std::sync::Mutex::new(Some(file)), path: path.to_path_buf(), unlink_on_drop: false })
     }
 
-    /// Duplicates the fd without CLOEXEC, for handing a memfd to an exec'd child.
-    pub fn inheritable_fd(&self) -> Result<i32> {
-        let fd = nix::unistd::dup(self.file.as_raw_fd()).map_err(|e| Error::io("dup", e))?;
-        // SAFETY: fresh fd from dup, owned here only until into_raw.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(std::os::fd::IntoRawFd::into_raw_fd(owned))
+    /// Closes this process's file descriptor of the segment; the mapping stays valid. For a
+    /// forked child, which inherited the mapping and must not leave the descriptor visible to
+    /// the code it runs (a test, and whatever that test starts). Other processes can no longer
+    /// attach through this process's /proc/<pid>/fd path afterwards.
+    pub fn close_fd(&self) {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     pub fn base(&self) -> *mut u8 {
@@ -130,7 +131,8 @@ impl Drop for Segment {
 
 impl Segment {
     fn creator_is_me(&self) -> bool {
-        let creator = unsafe { *(self.base().add(crate::layout::H_CREATOR) as *const u32) };
-        creator == std::process::id()
+        // SAFETY: the mapping is `self.len()` bytes and outlives this call.
+        let shm = unsafe { crate::view::Shm::new(self.base(), self.len()) };
+        shm.fits(crate::layout::H_CREATOR, 4) && shm.read_u32(crate::layout::H_CREATOR) == std::process::id()
     }
 }

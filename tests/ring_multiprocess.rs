@@ -58,10 +58,10 @@ fn child_entry() {
                     Ok(Some(v)) => {
                         let k = u64::from_le_bytes(v[..8].try_into().unwrap());
                         assert!(v[8..].iter().all(|&b| b == (k % 251) as u8), "payload of {k} corrupted");
-                        ring.lease_set(slot, Some(k));
+                        ring.lease_set(slot, Some(k)).unwrap();
                         out.write_all(&k.to_le_bytes()).unwrap();
-                        ring.ack(slot);
-                        ring.lease_set(slot, None);
+                        ring.ack(slot).unwrap();
+                        ring.lease_set(slot, None).unwrap();
                     }
                     Ok(None) => unreachable!(),
                     Err(Error::Closed) => break,

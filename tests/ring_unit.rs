@@ -190,12 +190,12 @@ fn attach_checks_header() {
 fn leases_record_and_heal() {
     let r = Ring::create(None, &small()).unwrap();
     let slot = r.lease_claim().unwrap();
-    r.lease_set(slot, Some(42));
+    r.lease_set(slot, Some(42)).unwrap();
     let ls = r.leases();
     assert_eq!(ls.len(), 1);
     assert_eq!(ls[0].key, Some(42));
     assert_eq!(ls[0].pid, std::process::id());
-    r.lease_set(slot, None);
+    r.lease_set(slot, None).unwrap();
     assert_eq!(r.leases()[0].key, None);
     for _ in 1..4 {
         r.lease_claim().unwrap();
@@ -215,7 +215,7 @@ fn leased_pop_is_handed_back_by_heal_until_acked() {
         r.try_push(&m).unwrap();
     }
     assert_eq!(r.try_pop_leased(slot).unwrap().unwrap(), b"one");
-    r.ack(slot);
+    r.ack(slot).unwrap();
     assert_eq!(r.try_pop_leased(slot).unwrap().unwrap(), big);
     assert!(r.arena_used_chunks() > 0, "a held blob stays allocated until ack");
     // "Die" holding the blob: heal hands it back exactly once and frees its chunks.

@@ -120,3 +120,16 @@ def test_pop_timeout_and_closed():
         ring.pop()
     with pytest.raises(_core.RingClosed):
         ring.push(b"more")
+
+
+def test_out_of_range_slots_from_python_are_errors_not_crashes():
+    # Each of these wrote outside the segment (and could segfault the interpreter) before
+    # slot numbers were checked.
+    ring = _core.Ring.create(capacity=4, slot_size=64, leases=2)
+    for call in (lambda: ring.ack(10**6), lambda: ring.lease_set(2, 1), lambda: ring.lease_release(99),
+                 lambda: ring.pop_leased(5, timeout=0)):
+        with pytest.raises(ValueError, match=r"lease slot \d+ out of range 0\.\.2"):
+            call()
+    slot = ring.lease_claim()
+    ring.lease_set(slot, 1)
+    ring.ack(slot)

@@ -128,8 +128,8 @@ impl Ring {
     }
 
     /// Drops the copy held by lease entry `slot`.
-    fn ack(&self, slot: u32) {
-        self.ring.ack(slot)
+    fn ack(&self, slot: u32) -> PyResult<()> {
+        self.ring.ack(slot).map_err(to_py)
     }
 
     /// Polls before a blocking pop sleeps on the futex (0: never spin).
@@ -185,11 +185,17 @@ impl Ring {
     }
     /// Records that this process now runs item `key` (None: nothing).
     #[pyo3(signature = (slot, key=None))]
-    fn lease_set(&self, slot: u32, key: Option<u64>) {
-        self.ring.lease_set(slot, key)
+    fn lease_set(&self, slot: u32, key: Option<u64>) -> PyResult<()> {
+        self.ring.lease_set(slot, key).map_err(to_py)
     }
-    fn lease_release(&self, slot: u32) {
-        self.ring.lease_release(slot)
+    fn lease_release(&self, slot: u32) -> PyResult<()> {
+        self.ring.lease_release(slot).map_err(to_py)
+    }
+
+    /// Closes this process's descriptor of the ring's segment (the mapping stays). A forked
+    /// worker calls it so the code it runs sees no descriptor of ours.
+    fn close_fd(&self) {
+        self.ring.close_fd()
     }
     /// Live lease entries as (slot, pid, key or None, started_ns).
     fn leases(&self) -> Vec<(u32, u32, Option<u64>, u64)> {
@@ -249,6 +255,10 @@ impl Store {
     }
     fn names(&self) -> Vec<String> {
         self.store.names()
+    }
+    /// Closes this process's descriptor of the store's segment (see Ring.close_fd).
+    fn close_fd(&self) {
+        self.store.close_fd()
     }
     fn __contains__(&self, name: &str) -> bool {
         self.store.get(name).is_some()

@@ -186,11 +186,6 @@ impl Coordinator {
         self.port
     }
 
-    /// Nodes connected and admitted right now.
-    pub fn nodes(&self) -> usize {
-        self.shared.lock().nodes.values().filter(|n| n.admitted()).count()
-    }
-
     /// Standalone mode: waits up to `timeout` for the main to have come and gone (the run is
     /// over); true once it has.
     pub fn main_gone_within(&self, timeout: Duration) -> bool {
