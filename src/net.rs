@@ -68,6 +68,49 @@ impl Writer {
     }
 }
 
+/// A sending half that never blocks its caller: frames queue in memory and one thread per
+/// connection writes them in order. The coordinator sends through these while it holds its
+/// state lock, so a peer that stops reading delays nobody else; a write that fails or times out
+/// ends that connection (its reader then sees it closed).
+#[derive(Clone)]
+pub struct Outbox {
+    /// A frame to write, or None: end the connection once everything before it is written.
+    tx: std::sync::mpsc::Sender<Option<Vec<u8>>>,
+    writer: Writer,
+}
+
+impl Outbox {
+    /// Starts the connection's writer thread; it ends when every clone is dropped or a write fails.
+    pub fn start(writer: Writer) -> io::Result<Outbox> {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+        let w = writer.clone();
+        std::thread::Builder::new().name("mproc-outbox".into()).spawn(move || {
+            for frame in rx {
+                match frame {
+                    Some(f) if w.send_raw(&f).is_ok() => {}
+                    _ => return w.shutdown(),
+                }
+            }
+        })?;
+        Ok(Outbox { tx, writer })
+    }
+
+    /// Queues a frame; `Err(Closed)` once the writer thread has given up on the connection.
+    pub fn send(&self, msg: &Message) -> Result<(), NetError> {
+        self.tx.send(Some(encode(msg))).map_err(|_| NetError::Closed)
+    }
+
+    /// Ends the connection once the frames queued so far are written (a last Refused or Stop).
+    pub fn close_after_queued(&self) {
+        let _ = self.tx.send(None);
+    }
+
+    /// Ends the connection both ways now (queued frames are dropped).
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}
+
 /// The receiving half (owned by one thread) plus a writer.
 pub struct Conn {
     stream: TcpStream,

@@ -33,7 +33,7 @@ struct Node {
 fn start_node(port: u16, token: &[u8], coll: Vec<String>, workers: usize) -> Node {
     let tasks = ring(1024);
     let results = ring(1024);
-    let store = Arc::new(Store::create(64, 1 << 20).unwrap());
+    let store = Arc::new(Store::create(64, 64 << 20).unwrap()); // sparse: costs only what is written
     tasks.user_word(READY_WORD).store(1, Ordering::SeqCst);
     let cfg = BridgeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -288,4 +288,48 @@ fn silent_connections_are_bounded_and_do_not_block_the_service_for_good() {
     results(&main, 2);
     coord.finish();
     assert_eq!(node.finish().0, Outcome::Finished);
+}
+
+#[test]
+fn a_node_that_stops_reading_delays_no_other_node() {
+    // Before sends left the coordinator's lock, publishing to a node that does not read
+    // blocked the whole coordinator (up to the 30 s write timeout): no heartbeats, no units,
+    // and healthy nodes gave the main up after 5 s of silence.
+    let token = b"t".to_vec();
+    let coll = collection(200);
+    let main = ring(1024);
+    let coord = Coordinator::listen("127.0.0.1:0", token.clone(), Some(coll.clone()), MainSink::Ring(main.clone())).unwrap();
+    let stream = TcpStream::connect(("127.0.0.1", coord.port())).unwrap();
+    let mut stuck = Conn::new(stream, HANDSHAKE_MAX_FRAME).unwrap();
+    handshake::connect(&mut stuck, &token, Hello { role: Role::Node, node: "stuck".into(), workers: 1, collection: coll.clone() }).unwrap();
+    let healthy = start_node(coord.port(), &token, coll, 2);
+    let mut joined = 0;
+    while joined < 2 {
+        if next_event(&main)["ev"] == "joined" {
+            joined += 1;
+        }
+    }
+    // 24 MB of fixture values: far more than the stuck node's socket buffers take. The stuck
+    // node keeps heartbeating (it is not silent, it just does not read).
+    let beat = {
+        let w = stuck.writer.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        (std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) && w.send(&Message::Heartbeat).is_ok() {
+                std::thread::sleep(Duration::from_millis(500)); // a heartbeat period, not a synchronisation
+            }
+        }), stop)
+    };
+    for k in 0..3 {
+        coord.publish(format!("global:big{k}"), vec![k as u8; 8 << 20]);
+    }
+    coord.submit((0..200u32).map(|i| vec![vec![i]]).collect(), false);
+    results(&main, 200);
+    coord.finish();
+    let (outcome, store) = healthy.finish();
+    assert_eq!(outcome, Outcome::Finished, "the healthy node must finish the run");
+    assert_eq!(store.get("global:big2").map(|v| v.len()), Some(8 << 20));
+    beat.1.store(true, Ordering::SeqCst);
+    beat.0.join().unwrap();
 }

@@ -16,7 +16,7 @@ pub use events::{Event, EVENT_TAG};
 pub use remote_main::RemoteMain;
 pub use sink::MainSink;
 
-use crate::net::Writer;
+use crate::net::Outbox;
 use crate::wire::Message;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,7 +34,8 @@ pub const NODE_SILENCE: Duration = Duration::from_secs(10);
 pub(crate) struct NodeSlot {
     name: String,
     workers: u32,
-    writer: Writer,
+    /// Never blocks: everything below is sent under the state lock.
+    writer: Outbox,
     want: u32,
     given: Vec<Vec<u32>>,
     running: Vec<u32>,
@@ -253,7 +254,7 @@ impl MainLink for Coordinator {
         }
         st.closed = true;
         for node in st.nodes.values() {
-            node.writer.shutdown();
+            node.writer.close_after_queued(); // after a Stop queued just before
         }
         drop(st);
         // Wake the accept loop so it sees `closed`.

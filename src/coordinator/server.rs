@@ -2,7 +2,7 @@
 
 use super::{collection_diff, dispatch, finish, publish, stop, submit, Event, MainSink, NodeSlot, Shared, HEARTBEAT, NODE_SILENCE};
 use crate::handshake::{self, Hello};
-use crate::net::{Conn, NetError};
+use crate::net::{Conn, NetError, Outbox};
 use crate::wire::{Message, Role, HANDSHAKE_MAX_FRAME};
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
@@ -86,17 +86,18 @@ fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
         st.next_id += 1;
         id = st.next_id;
         checked = st.collection.is_some();
-        // Welcome, the fixtures published so far and the run's state go out under the lock,
-        // so no Units frame can overtake them.
-        let mut ok = conn.send(&Message::Welcome { node_id: id }).is_ok();
+        let Ok(outbox) = Outbox::start(conn.writer.clone()) else { return };
+        // Welcome, the fixtures published so far and the run's state are queued under the
+        // lock, so no Units frame can overtake them (the outbox keeps the order).
+        let mut ok = outbox.send(&Message::Welcome { node_id: id }).is_ok();
         for (key, value) in &st.fixtures {
-            ok &= conn.send(&Message::Fixture { key: key.clone(), value: value.clone() }).is_ok();
+            ok &= outbox.send(&Message::Fixture { key: key.clone(), value: value.clone() }).is_ok();
         }
         if st.stopped {
-            ok &= conn.send(&Message::Stop).is_ok();
+            ok &= outbox.send(&Message::Stop).is_ok();
         }
         if st.finished {
-            ok &= conn.send(&Message::Finish).is_ok();
+            ok &= outbox.send(&Message::Finish).is_ok();
         }
         if !ok {
             return;
@@ -106,7 +107,7 @@ fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
             NodeSlot {
                 name: hello.node.clone(),
                 workers: hello.workers,
-                writer: conn.writer.clone(),
+                writer: outbox,
                 want: 0,
                 given: Vec::new(),
                 running: Vec::new(),
@@ -189,13 +190,14 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
         }
         st.main_present = true;
         st.collection = Some(collection.clone());
-        let pending = std::mem::replace(&mut *shared.sink.lock().unwrap_or_else(|p| p.into_inner()), MainSink::Remote(conn.writer.clone()));
-        if conn.send(&Message::Welcome { node_id: 0 }).is_err() {
+        let Ok(outbox) = Outbox::start(conn.writer.clone()) else { return };
+        if outbox.send(&Message::Welcome { node_id: 0 }).is_err() {
             return;
         }
+        let pending = std::mem::replace(&mut *shared.sink.lock().unwrap_or_else(|p| p.into_inner()), MainSink::Remote(outbox.clone()));
         if let MainSink::Pending(events) = pending {
             for json in events {
-                let _ = conn.send(&Message::Event { json });
+                let _ = outbox.send(&Message::Event { json });
             }
         }
         // Nodes that came before the main are checked now.
@@ -205,7 +207,7 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
                 Some(reason) => {
                     node.refused = true;
                     let _ = node.writer.send(&Message::Refused { reason: reason.clone() });
-                    node.writer.shutdown();
+                    node.writer.close_after_queued();
                     turned_away.push((node.name.clone(), reason));
                 }
                 None => joined.push(Event::Joined { node: *id, name: node.name.clone(), workers: node.workers, peer: String::new() }),
@@ -239,7 +241,7 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
     let mut st = shared.lock();
     stop(&mut st);
     for node in st.nodes.values() {
-        node.writer.shutdown();
+        node.writer.close_after_queued(); // after the Stop just queued
     }
     st.main_gone = true;
     shared.changed.notify_all();

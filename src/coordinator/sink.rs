@@ -2,7 +2,7 @@
 //! in this process, or the connection of a remote main (standalone orchestration).
 
 use super::events::Event;
-use crate::net::Writer;
+use crate::net::Outbox;
 use crate::wire::Message;
 use crate::Ring;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use std::time::Duration;
 pub enum MainSink {
     /// The main runs in this process: push straight into its results ring.
     Ring(Arc<Ring>),
-    /// A remote main connected to a standalone coordinator.
-    Remote(Writer),
+    /// A remote main connected to a standalone coordinator (queued: a main that reads slowly
+    /// must not hold up the nodes' reader threads).
+    Remote(Outbox),
     /// Standalone coordinator whose main has not connected yet: events wait here.
     Pending(Vec<String>),
 }
