@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --workspace
+# Every unsafe block states why it is sound (#![deny(clippy::undocumented_unsafe_blocks)] per crate).
+cargo clippy --release --workspace --all-targets -q -- -D clippy::undocumented_unsafe_blocks
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_protocol
 python3 -m pytest tests -q
 # The plugin must load and behave on pytest 8.x too (the original broke on pytest 9).

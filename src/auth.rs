@@ -54,7 +54,7 @@ pub fn verify(token: &[u8], role: &[u8], nonce: &[u8], proof: &[u8]) -> bool {
 /// Parses a token given as hex (e.g. from PTMPROC_AUTH_TOKEN), with a one-line error.
 pub fn token_from_hex(s: &str) -> Result<Vec<u8>, String> {
     let s = s.trim();
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return Err(format!("auth token must be an even number of hex digits, got {} characters", s.len()));
     }
     (0..s.len())

@@ -78,7 +78,7 @@ impl Geometry {
         if self.cap < 2 || !self.cap.is_power_of_two() {
             return Err(format!("capacity {} must be a power of two >= 2", self.cap));
         }
-        if self.slot_size < 64 || self.slot_size % 64 != 0 {
+        if self.slot_size < 64 || !self.slot_size.is_multiple_of(64) {
             return Err(format!("slot size {} must be a multiple of 64", self.slot_size));
         }
         if self.leases == 0 {

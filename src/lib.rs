@@ -1,6 +1,7 @@
 //! Core of pytest-mproc: the node-local shared-memory ring that carries work units between
 //! the processes of one node, with leases and crash healing. No Python in here: the
 //! bindings crate (`python/`) and the bridge crate (`bridge/`) build on this one.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod auth;
 #[cfg(not(loom))]

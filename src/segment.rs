@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use memmap2::{MmapMut, MmapOptions};
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ impl Segment {
                     nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
                 )
                 .map_err(|e| Error::io("memfd_create", e))?;
-                let file = File::from(OwnedFd::from(fd));
+                let file = File::from(fd);
                 let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()));
                 (file, path, false)
             }
@@ -59,7 +59,9 @@ impl Segment {
         } else {
             nix::unistd::ftruncate(&file, len as i64).map_err(seg_err)?;
         }
-        // SAFETY: the file is ours, sized above, and only accessed through atomics/copies.
+        // SAFETY: memmap2 calls mapping unsafe because another process may change the file under
+        // the map. That is the point of a segment: it is never exposed as a `&[u8]`, only through
+        // the checked, atomic accessors of `view::Shm` (and the fixture store's immutable values).
         let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
         Ok(Segment { map, file: std::sync::Mutex::new(Some(file)), path, unlink_on_drop: unlink })
@@ -80,7 +82,7 @@ impl Segment {
         if len < crate::layout::HEADER_LEN {
             return Err(Error::BadHeader(format!("{} is only {len} bytes", path.display())));
         }
-        // SAFETY: as in `create`; the header is validated by the caller before use.
+        // SAFETY: as in `create`; the caller validates the header before it computes any offset.
         let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
         Ok(Segment { map, file: std::sync::Mutex::new(Some(file)), path: path.to_path_buf(), unlink_on_drop: false })

@@ -76,7 +76,7 @@ impl Shm {
 
     #[inline]
     fn check(&self, off: usize, size: usize, align: usize) {
-        if !self.fits(off, size) || off % align != 0 {
+        if !self.fits(off, size) || !off.is_multiple_of(align) {
             out_of_bounds(off, size, self.len)
         }
     }

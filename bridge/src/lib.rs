@@ -4,6 +4,7 @@
 //! `pytest_mproc/worker_node.py`): `link` connects and authenticates and applies what the
 //! coordinator sends; `run` forwards results in batches and asks for work by credit, sized by
 //! `prefetch`.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod link;
 pub mod prefetch;

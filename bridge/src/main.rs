@@ -1,3 +1,4 @@
+#![deny(clippy::undocumented_unsafe_blocks)]
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

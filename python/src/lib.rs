@@ -1,5 +1,6 @@
 //! `pytest_mproc._core`: the Python face of the Rust core. Thin by design: argument
 //! conversion, GIL release around blocking calls, and exceptions with one-line messages.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use mproc_core::{Error, Ring as CoreRing, RingOptions, Store as CoreStore};
 use pyo3::create_exception;
