@@ -25,6 +25,15 @@ pub trait RingMem {
     fn state(&self, idx: usize) -> &AtomicU64;
 }
 
+/// A cell can be ahead of the shared counter only by the claims that have not advanced it yet
+/// (fewer than the processes using the ring, which are far fewer than two laps). A cell further
+/// ahead than this is damaged: following it would step the counter one position at a time
+/// through up to 2^39 positions. The ring then reads as full (push) or empty (pop).
+#[inline]
+fn damaged_ahead<M: RingMem>(m: &M, d: i64) -> bool {
+    d > 2 * m.cap() as i64
+}
+
 #[inline]
 fn index<M: RingMem>(m: &M, pos: u64) -> usize {
     (pos & (m.cap() - 1)) as usize
@@ -57,6 +66,8 @@ pub fn claim_push<M: RingMem>(m: &M, me: u32) -> Option<(usize, u64)> {
             if m.enq().load(Ordering::Acquire) == pos {
                 return None;
             }
+        } else if damaged_ahead(m, d) {
+            return None;
         } else {
             // The position was claimed already; our view of `enq` is stale.
             let _ = m.enq().compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
@@ -115,6 +126,8 @@ pub fn claim_pop<M: RingMem>(m: &M, me: u32) -> Option<(usize, u64)> {
             if m.deq().load(Ordering::Acquire) == pos {
                 return None;
             }
+        } else if damaged_ahead(m, d) {
+            return None;
         } else {
             let _ = m.deq().compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed);
         }

@@ -154,3 +154,17 @@ fn store_errors_name_the_problem() {
     let e = s.put(&"x".repeat(300), b"2").unwrap_err();
     assert!(matches!(e, Error::KeyTooLong { len: 300, .. }), "{e:?}");
 }
+
+#[test]
+fn cells_far_ahead_of_the_counters_do_not_spin_forever() {
+    // Fuzzer finding (ring_segment): a cell whose sequence is far ahead of the enqueue counter
+    // made a push step the counter one position at a time through ~2^39 positions.
+    let path = named("ahead");
+    let r = Ring::create(Some(&path), &opts()).unwrap();
+    for i in 0..4usize {
+        let st = mproc_core::state::pack(1u64 << 38, 0);
+        scribble(&path, HEADER_LEN + i * 64 + CELL_STATE, &st.to_le_bytes());
+    }
+    assert!(matches!(r.try_push(b"x"), Err(Error::Full)));
+    assert!(r.try_pop().unwrap().is_none());
+}
