@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 cargo test --release --workspace
 # Every unsafe block states why it is sound (#![deny(clippy::undocumented_unsafe_blocks)] per crate).
 cargo clippy --release --workspace --all-targets -q -- -D clippy::undocumented_unsafe_blocks
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_protocol
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_protocol --test loom_wakeup --test loom_lease
 python3 -m pytest tests -q
 # The plugin must load and behave on pytest 8.x too (the original broke on pytest 9).
 venv=${PYTEST8_VENV:-/tmp/pytest-mproc-pytest8}

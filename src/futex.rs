@@ -3,13 +3,19 @@
 //! (inode, offset), so each process may map the segment at a different address.
 
 use crate::sync::AtomicU32;
+use crate::wakeup::Wait;
 use std::time::Duration;
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Wait {
-    /// Woken, or the word no longer held the expected value, or a signal arrived.
-    Woken,
-    TimedOut,
+/// The kernel's futex, for `wakeup::WaitPair`.
+pub struct Kernel;
+
+impl crate::wakeup::Futex for Kernel {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wait {
+        wait(word, expected, timeout)
+    }
+    fn wake(&self, word: &AtomicU32, n: u32) {
+        wake(word, n)
+    }
 }
 
 /// Sleeps while `*word == expected`, at most `timeout` (forever if None).

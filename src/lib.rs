@@ -19,6 +19,7 @@ pub mod layout;
 pub mod protocol;
 pub mod state;
 pub mod sync;
+pub mod wakeup;
 pub mod wire;
 
 #[cfg(not(loom))]

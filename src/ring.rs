@@ -9,12 +9,13 @@
 use crate::arena::{Arena, Run};
 use crate::error::{Error, Result};
 use crate::futex;
+use crate::wakeup::{Wait, WaitPair};
 use crate::layout::*;
 use crate::lease::{Held, Leases, NO_KEY};
 use crate::protocol::{self, Claim, Read, RingMem};
 use crate::segment::Segment;
 use crate::state::{owner_id, pack};
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::view::{Shm, View};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -308,7 +309,7 @@ impl Ring {
             let res = self.wait_on(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS, epoch, deadline, || {
                 self.is_closed() || protocol::len(&Mem(&self.v)) < self.v.geo.cap as u64
             });
-            if res == futex::Wait::TimedOut {
+            if res == Wait::TimedOut {
                 self.discard(me, prepared);
                 return Err(Error::Timeout);
             }
@@ -419,14 +420,17 @@ impl Ring {
             let res = self.wait_on(H_NOT_EMPTY_EPOCH, H_NOT_EMPTY_WAITERS, epoch, deadline, || {
                 self.is_closed() || protocol::len(&Mem(&self.v)) > 0
             });
-            if res == futex::Wait::TimedOut {
+            if res == Wait::TimedOut {
                 return Ok(None);
             }
         }
     }
 
-    /// Sleeps on the epoch word unless `ready()` already holds after announcing ourselves as a
-    /// waiter (the Dekker pairing with `notify`: either we see the change or the notifier sees us).
+    fn pair(&self, epoch_off: usize, waiters_off: usize) -> WaitPair<'_> {
+        WaitPair { epoch: self.v.a32(epoch_off), waiters: self.v.a32(waiters_off) }
+    }
+
+    /// Sleeps unless `ready()` (see `wakeup`), up to `deadline`; TimedOut once it has passed.
     fn wait_on(
         &self,
         epoch_off: usize,
@@ -434,41 +438,29 @@ impl Ring {
         epoch: u32,
         deadline: Option<Instant>,
         ready: impl Fn() -> bool,
-    ) -> futex::Wait {
+    ) -> Wait {
         let remaining = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(r) if !r.is_zero() => Some(r),
-                _ => return futex::Wait::TimedOut,
+                _ => return Wait::TimedOut,
             },
         };
-        let waiters = self.v.a32(waiters_off);
-        waiters.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let r = if ready() { futex::Wait::Woken } else { futex::wait(self.v.a32(epoch_off), epoch, remaining) };
-        waiters.fetch_sub(1, Ordering::SeqCst);
+        let r = self.pair(epoch_off, waiters_off).sleep_unless(&futex::Kernel, epoch, remaining, &ready);
         match (r, deadline) {
-            (futex::Wait::TimedOut, _) => futex::Wait::TimedOut,
-            (_, Some(d)) if Instant::now() >= d && !ready() => futex::Wait::TimedOut,
-            _ => futex::Wait::Woken,
+            (Wait::TimedOut, _) => Wait::TimedOut,
+            (_, Some(d)) if Instant::now() >= d && !ready() => Wait::TimedOut,
+            _ => Wait::Woken,
         }
     }
 
     fn notify(&self, epoch_off: usize, waiters_off: usize) {
-        fence(Ordering::SeqCst);
-        if self.v.a32(waiters_off).load(Ordering::SeqCst) > 0 {
-            let e = self.v.a32(epoch_off);
-            e.fetch_add(1, Ordering::SeqCst);
-            futex::wake(e, 1);
-        }
+        self.pair(epoch_off, waiters_off).notify(&futex::Kernel);
     }
 
     fn wake_all(&self) {
-        for off in [H_NOT_EMPTY_EPOCH, H_NOT_FULL_EPOCH] {
-            let e = self.v.a32(off);
-            e.fetch_add(1, Ordering::SeqCst);
-            futex::wake(e, u32::MAX);
-        }
+        self.pair(H_NOT_EMPTY_EPOCH, H_NOT_EMPTY_WAITERS).wake_all(&futex::Kernel);
+        self.pair(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS).wake_all(&futex::Kernel);
     }
 
     // ---- lifecycle ----
