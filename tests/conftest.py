@@ -12,6 +12,15 @@ import pytest
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _not_a_worker_below(monkeypatch):
+    """This suite runs under `--cores` itself: the pytest runs it starts must not inherit the
+    outer worker's variables (they describe the outer run, not theirs)."""
+    for name in ("PTMPROC_WORKER", "PTMPROC_WORKER_ID", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
+                 "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def run(pytester):
     """run(*args) -> RunResult of a pytest subprocess in the pytester directory."""

@@ -45,15 +45,10 @@ class ForkServer(Child):
         self._fruitless += 1
         return self._fruitless > self._fruitless_limit
 
-    def forget_in_child(self) -> None:
-        """In a process forked from the main later on: drop the inherited command pipe, so the
-        server still sees it close when the main closes it."""
-        if self._cmd >= 0:
-            os.close(self._cmd)
-            self._cmd = -1
-
     def shutdown(self) -> None:
-        """Closing the command pipe tells the server to end; it exits once its workers have."""
+        """Closing the command pipe tells the server to end; it exits once its workers have.
+        (In another process forked from the main later, closing its inherited copy of the pipe
+        is what lets the server see the pipe close when the main closes it.)"""
         if self._cmd >= 0:
             os.close(self._cmd)
             self._cmd = -1

@@ -26,14 +26,13 @@ from . import _core, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
-from .replay import Outcomes, replay_arrived
+from .replay import Outcomes, RunOutcome, replay_arrived
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
 
 class MultiHostRun:
-    def __init__(self, owner, session, entries: list, host: str, port: int, local_workers: int,
+    def __init__(self, session, entries: list, host: str, port: int, local_workers: int,
                  token: bytes, token_generated: bool) -> None:
-        self.owner = owner
         self.session = session
         self.config = session.config
         self.items = session.items
@@ -45,7 +44,8 @@ class MultiHostRun:
         self.token_generated = token_generated
         self.node_wait = self.config.getoption("mproc_node_wait")
         self.connect_timeout = self.config.getoption("mproc_connect_timeout")
-        self.outcomes = Outcomes(session, owner.crashed)
+        self.outcome = RunOutcome()
+        self.outcomes = Outcomes(session, self.outcome)
         self.stopping = False
         self.nodes: dict[int, str] = {}
         self.local: Child | None = None
@@ -62,7 +62,7 @@ class MultiHostRun:
 
     # ---- start ----
 
-    def execute(self) -> None:
+    def execute(self) -> RunOutcome:
         collection = [item.nodeid for item in self.items]
         sock = self._bind()
         if self.local_workers:
@@ -85,12 +85,14 @@ class MultiHostRun:
             self._end_local_node(kill=True)
             if isinstance(e, KeyboardInterrupt):
                 self.stopping = True
-                replay_arrived(self.results, self._on_result)
+                replay_arrived(self.results, self.outcomes, self.outcome)
+            e.run_outcome = self.outcome  # for the summary (see session.py)
             raise
         finally:
             self.coord.close()
-            self.owner.fixture_errors += self.fixtures.teardown()
-        self.owner.not_run = self.outcomes.remaining
+            self.outcome.fixture_errors += self.fixtures.teardown()
+        self.outcome.not_run = self.outcomes.remaining
+        return self.outcome
 
     def _bind(self) -> socket.socket | None:
         """Our listening socket, or None when HOST:PORT is someone else's (a standalone
@@ -200,6 +202,8 @@ class MultiHostRun:
         kind = msg[0]
         if kind == messages.RESULT:
             self._on_result(msg[2], msg[3], msg[4], msg[5])
+        elif kind == messages.INTERRUPTED:
+            self.outcomes.interrupted(msg, self.outcome)
         elif kind == WORKER_DIED:
             _, wid, pid, status, running, tail, node = msg
             for index in running:
@@ -228,10 +232,10 @@ class MultiHostRun:
             self.nodes.pop(ev["node"], None)
         elif kind == "refused":
             who = ev.get("name") or ev.get("peer") or "a peer"
-            self.owner.node_notes.append(f"refused {who}: {ev['reason']}")
+            self.outcome.node_notes.append(f"refused {who}: {ev['reason']}")
         elif kind == "lost":
             self.nodes.pop(ev["node"], None)
-            self.owner.node_notes.append(f"lost node {ev['name']}: {ev['reason']}")
+            self.outcome.node_notes.append(f"lost node {ev['name']}: {ev['reason']}")
             self._on_node_lost(ev)
         elif kind == "coordinator_lost":
             raise self.session.Interrupted(

@@ -9,6 +9,8 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("D", wid, pid, wait_status)                        a worker process ended (from the fork server)
   ("I", wid, text)                                    an internal error in a worker
   ("F", wid, cpu_seconds, max_rss_kb, pss_kb)         a worker finished its loop (statistics)
+  ("K", wid, index, [serialized reports], repr)       a test raised KeyboardInterrupt it did not
+                                                      catch (repr: the pickled ExceptionRepr)
 
 Multi-host, the main's results ring also carries the coordinator's events: EVENT_TAG + JSON
 (see `is_event`), and worker nodes' ("W", wid, pid, status, running, stderr_tail, node).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import sys
 from array import array
 
 from . import _core
@@ -27,6 +30,7 @@ UP = "U"
 DIED = "D"
 INTERNAL = "I"
 FINISHED = "F"
+INTERRUPTED = "K"
 
 
 def is_event(data: bytes) -> bool:
@@ -34,10 +38,16 @@ def is_event(data: bytes) -> bool:
     return data[0] == _core.EVENT_TAG
 
 
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
 def encode_unit(indices: list[int]) -> bytes:
     if len(indices) == 1:
         return struct.pack("<I", indices[0])
-    return array("I", indices).tobytes()
+    a = array("I", indices)
+    if _BIG_ENDIAN:
+        a.byteswap()
+    return a.tobytes()
 
 
 def decode_unit(data: bytes) -> list[int]:
@@ -45,6 +55,8 @@ def decode_unit(data: bytes) -> list[int]:
         return [struct.unpack("<I", data)[0]]
     a = array("I")
     a.frombytes(data)
+    if _BIG_ENDIAN:
+        a.byteswap()
     return a.tolist()
 
 

@@ -119,6 +119,3 @@ def parse_address(value: str, option: str, need_port: bool = True) -> tuple[str,
         raise ValueError(f"{option}: invalid port {port!r} in {value!r} (use 1-65535)")
     return host, int(port)
 
-
-def usage_error(msg: str) -> pytest.UsageError:
-    return pytest.UsageError(msg)

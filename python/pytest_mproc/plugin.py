@@ -48,8 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--pdb needs a single process: drop --cores (or use --disable-mproc True)")
     if getattr(config.option, "trace", False):
         raise pytest.UsageError("--trace needs a single process: drop --cores (or use --disable-mproc True)")
+    from . import serial_state
     from .session import MprocSession
     from .verbose import log
+
+    serial_state.record()  # before any process of ours changes a disposition for itself
 
     log(f"--cores {cores}: {workers} workers" + (f", multi-host {multihost[0]}" if multihost else ""))
     config.pluginmanager.register(MprocSession(config, workers, multihost), "mproc-session")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import signal
 import time
 import warnings
+from dataclasses import dataclass, field
 
 from _pytest.reports import TestReport
 
@@ -35,28 +37,58 @@ def report_decoder(config):
     return lambda data: hook(config=config, data=data)
 
 
-def _log_test(config, item, reports, warning_tuples=()) -> None:
-    """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish."""
+def _log_test(config, item, reports, warning_tuples=(), finished: bool = True) -> None:
+    """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish
+    (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either)."""
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     for rep in reports:
         ihook.pytest_runtest_logreport(report=rep)
     for w in warning_tuples:
         _replay_warning(config, w)
-    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    if finished:
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+
+@dataclass
+class RunOutcome:
+    """What a run (single host, multi-host main, worker node) leaves for the summary."""
+
+    not_run: int = 0
+    crashed: list = field(default_factory=list)
+    fixture_errors: list = field(default_factory=list)
+    node_notes: list = field(default_factory=list)
+    # A test's uncaught KeyboardInterrupt, as pytest's terminal reporter shows it.
+    interrupt_repr: object = None
 
 
 class Outcomes:
     """Which collected tests have a result yet; each test's result (or crash) is replayed into
     pytest's hooks exactly once, however often it arrives."""
 
-    def __init__(self, session, crashed: list[str]) -> None:
+    def __init__(self, session, outcome: RunOutcome) -> None:
         self.config = session.config
         self.items = session.items
         self.done = bytearray(len(self.items))
         self.remaining = len(self.items)
-        self.crashed = crashed
+        self.crashed = outcome.crashed
         self.decode = report_decoder(self.config)
+
+    def interrupted(self, msg: tuple, outcome: RunOutcome, raise_it: bool = True) -> None:
+        """A test raised KeyboardInterrupt that it did not catch (messages.INTERRUPTED): its
+        reports so far are replayed and, as in a serial run, the whole run is interrupted."""
+        _, _wid, index, report_dicts, repr_bytes = msg
+        if not self.done[index]:
+            self.done[index] = 1
+            self.remaining -= 1
+            item = self.items[index]
+            _log_test(self.config, item, [self.decode(d) for d in report_dicts], finished=False)
+        try:
+            outcome.interrupt_repr = pickle.loads(repr_bytes)
+        except Exception:  # an unpicklable repr: pytest shows the main's own interrupt instead
+            outcome.interrupt_repr = None
+        if raise_it:
+            raise KeyboardInterrupt
 
     def result(self, index: int, report_dicts: list, warning_tuples: list, location: tuple) -> bool:
         """Replays a test's reports; False if it already had a result."""
@@ -151,9 +183,9 @@ def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, start
     _log_test(config, item, reports)
 
 
-def replay_arrived(results, on_result) -> None:
-    """After Ctrl-C: replays the results that had already arrived (workers are gone), so the
-    partial summary counts every test that finished. Coordinator events are skipped."""
+def replay_arrived(results, outcomes: Outcomes, outcome: RunOutcome) -> None:
+    """After an interrupt (workers are gone): replays the results that had already arrived, so
+    the partial summary counts every test that finished. Coordinator events are skipped."""
     from . import messages
     from .verbose import log
 
@@ -163,6 +195,8 @@ def replay_arrived(results, on_result) -> None:
                 continue
             msg = messages.decode(data)
             if msg[0] == messages.RESULT:
-                on_result(msg[2], msg[3], msg[4], msg[5])
+                outcomes.result(msg[2], msg[3], msg[4], msg[5])
+            elif msg[0] == messages.INTERRUPTED and outcome.interrupt_repr is None:
+                outcomes.interrupted(msg, outcome, raise_it=False)
     except Exception as e:  # the interrupt matters more than a half-written result
         log(f"could not replay the last results: {e!r}")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from . import _core, fixtures, messages
+from . import _core, fixtures, messages, serial_state
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
 from .tmpdirs import give_worker_its_own_basetemp
@@ -21,8 +21,6 @@ from .verbose import keep_terminal_stderr, log
 # (or write files/terminal output the main already writes from the replayed reports).
 _MAIN_ONLY_PLUGINS = ("terminalreporter", "lfplugin", "nfplugin", "stepwiseplugin", "mproc-session")
 
-
-_fault_file = None
 
 
 class _Collector:
@@ -53,12 +51,16 @@ def _portable_warning(wm, when, nodeid, location) -> tuple:
             str(wm.filename), wm.lineno, when, nodeid, location)
 
 
-def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int) -> None:
+def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int, shared: tuple) -> None:
     """Make this forked copy of the main a proper worker (private capture files, own stderr file,
-    dies with the fork server, no main-only reporting plugins)."""
+    dies with the fork server, no main-only reporting plugins), whose tests see the process a
+    serial run gives them (serial_state.py): the main's signal dispositions and mask, and no
+    descriptor of the node's shared memory (`shared`: its rings and store; the mappings stay)."""
     if _core.set_parent_death_signal(signal.SIGKILL) != fork_server_pid:
         os._exit(3)  # the fork server died while we were being born
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    serial_state.restore()
+    for segment in shared:
+        segment.close_fd()
     os.environ["PTMPROC_WORKER"] = "1"
     os.environ["PTMPROC_WORKER_ID"] = wid
     capman = config.pluginmanager.getplugin("capturemanager")
@@ -75,11 +77,7 @@ def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int) -> Non
         fd = os.open(os.path.join(rundir, f"{wid}.stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 2)
         os.close(fd)
-    # Its own fd: during a test, capture points fd 2 at a capture file, and a segfault's
-    # traceback must still reach the worker's stderr file.
-    global _fault_file
-    _fault_file = os.fdopen(os.dup(2), "w")
-    faulthandler.enable(file=_fault_file, all_threads=True)
+    _point_faulthandler_at_stderr(config)
     if capturing:
         capman.start_global_capturing()
         capman.suspend_global_capture()
@@ -101,6 +99,25 @@ def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int) -> Non
     config.option.maxfail = 0
 
 
+def _point_faulthandler_at_stderr(config) -> None:
+    """A segfault's traceback must reach the worker's stderr file even while capture points fd 2
+    at a capture file, so faulthandler writes to a descriptor of its own. pytest's faulthandler
+    plugin already holds one (a copy of the main's stderr): it is pointed at the worker's stderr
+    instead of adding a descriptor a serial run does not have."""
+    fd = None
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        fd = config.stash.get(fault_handler_stderr_fd_key, None)
+    except ImportError:
+        pass
+    if fd is not None:
+        os.dup2(2, fd)
+    else:  # faulthandler plugin disabled (-p no:faulthandler): one descriptor of our own
+        fd = os.dup(2)
+    faulthandler.enable(file=fd, all_threads=True)
+
+
 # Header word of the tasks ring counting failed tests over all workers (for -x / --maxfail).
 FAILURES_WORD = 0
 
@@ -113,7 +130,7 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     bridge forwards `results` while the node's main process reads `control`)."""
     config = session.config
     maxfail = config.option.maxfail
-    _isolate_process(config, wid, rundir, fork_server_pid)
+    _isolate_process(config, wid, rundir, fork_server_pid, (tasks, results, control, store))
     fixtures.use_store(store)
     give_worker_its_own_basetemp(config, wid)
     config.workerinput = {"workerid": wid, "workercount": worker_count, "testrunuid": testrunuid,
@@ -142,7 +159,14 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
                 nextitem = items[unit[pos + 1]]
             else:
                 nextitem = lazy = LazyNextItem(tasks, slot, items)
-            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            try:
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            except KeyboardInterrupt as e:
+                # Uncaught in the test: as in a serial run, the whole run ends (the main replays
+                # what this test reported so far and shows the interrupt's location).
+                _report_interrupt(config, results, wid, index, collector, to_serializable, e)
+                _teardown_all(session)
+                return 0
             if maxfail and _failed(collector.reports):
                 # Stop new tests everywhere at once instead of waiting for the main to see it.
                 if tasks.user_add(FAILURES_WORD, 1) + 1 >= maxfail:
@@ -173,6 +197,19 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
     control.push(messages.encode((messages.FINISHED, wid, t.user + t.system, rss, _pss_kb())))
     log(f"worker {wid} done: cpu {t.user + t.system:.2f}s, max rss {rss // 1024} MiB")
     return 0
+
+
+def _report_interrupt(config, results, wid, index, collector, to_serializable, e) -> None:
+    import pickle
+
+    from _pytest._code import ExceptionInfo
+
+    try:
+        rep = pickle.dumps(ExceptionInfo.from_exception(e).getrepr(funcargs=True))
+    except Exception:
+        rep = pickle.dumps(None)
+    reports = [to_serializable(r) for r in collector.reports]
+    results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep)))
 
 
 def _serializer(config):

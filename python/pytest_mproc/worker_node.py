@@ -1,33 +1,28 @@
 """A worker node of a multi-host run (`--as-worker HOST:PORT --cores N`; the main's own local
-workers run as one too). The node collects once, forks its fork server and workers exactly as a
-single-host run does, and forks the bridge process (Rust) that fills the node's tasks ring from
-the main's queue and forwards the workers' results upstream. This process supervises: it sets up
-node fixtures, reports dead workers upstream (the main decides what that means for their tests),
-forks replacements, and ends everything when the run is over or the bridge is gone."""
+workers run as one too). The node collects once and runs its workers exactly as a single-host
+run does (supervisor.py), and forks the bridge process (Rust) that fills the node's tasks ring
+from the main's queue and forwards the workers' results upstream. This process sets up node
+fixtures, reports crashed tests upstream (the main replays them), and ends everything when the
+run is over or the bridge is gone."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
-import uuid
 
-from . import _core, forkserver, messages
+from . import _core, messages
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import NODE
-from .replay import describe_status, stderr_tail
-from .rings import lease_entries, node_rings
+from .replay import RunOutcome, describe_status
+from .supervisor import Supervisor, SupervisorError
 from .verbose import log
 
 # What the bridge process writes before it exits, for this process's error message.
 _STATUS_FILE = "bridge.status"
-# How long workers may take to finish their teardown once the run is over (as on one host).
-_EXIT_GRACE = 30.0
-# The node reports a worker that died, with what `heal` found (see main_node.py).
+# The node reports a test that crashed its worker (see main_node.py).
 WORKER_DIED = "W"
 
 
@@ -39,59 +34,59 @@ class NodeRun:
     def __init__(self, session, workers: int, host: str, port: int, token: bytes,
                  connect_timeout: float, name: str | None = None) -> None:
         self.session = session
-        self.config = session.config
         self.items = session.items
         self.workers = workers
         self.addr = (host, port)
         self.token = token
         self.connect_timeout = connect_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.rundir = tempfile.mkdtemp(prefix="pytest-mproc-node-")
-        self.tasks, self.results = node_rings(len(self.items), workers)
-        # Worker life-cycle messages for this process (the bridge consumes `results`).
-        self.control = _core.Ring.create(capacity=256, slot_size=512, leases=lease_entries(workers),
-                                       arena_bytes=16 << 20)
-        self.store = _core.Store.create()
-        self.host = FixtureHost(self.store, remote_global=self._wait_global)
+        self.node = Supervisor(session, workers, self._crashed, remote_global=self._wait_global,
+                               separate_control=True)
         self.bridge: Child | None = None
-        self.fixture_errors: list[str] = []
 
-    # ---- life cycle ----
-
-    def execute(self) -> None:
+    def execute(self) -> RunOutcome:
         """Runs the node until the main says the run is over; NodeError if it cannot."""
-        factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is not None:
-            factory.getbasetemp()
-        self.fs = forkserver.start(self.session, self.workers, self.tasks, self.results, self.store,
-                                   self.rundir, uuid.uuid4().hex, control=self.control)
+        node = self.node
+        outcome = RunOutcome()
+        node.start()
         self._start_bridge()
-        log(f"node {self.name}: fork server {self.fs.pid}, bridge {self.bridge.pid}, {self.workers} workers")
+        log(f"node {self.name}: fork server {node.fs.pid}, bridge {self.bridge.pid}, {self.workers} workers")
         try:
             for name in FixtureHost.used_by(self.items, NODE):
-                self.host.build(name)
-            self.tasks.user_set(_core.BRIDGE_READY_WORD, 1)
+                node.fixtures.build(name)
+            node.tasks.user_set(_core.BRIDGE_READY_WORD, 1)
             self._supervise()
+        except SupervisorError as e:
+            node.kill()
+            self._kill_bridge()
+            raise NodeError(str(e)) from None
         except BaseException:
-            self.tasks.abort()
-            self.fs.kill()
+            node.kill()
             self._kill_bridge()
             raise
         finally:
-            self.fixture_errors += self.host.teardown()
-            shutil.rmtree(self.rundir, ignore_errors=True)
+            outcome.fixture_errors += node.close()
+        return outcome
+
+    def _crashed(self, index: int, wid: str, pid: int, status: int, tail: str) -> None:
+        # The main reports the test as crashed (it has every result that came before).
+        self.node.results.push(messages.encode((WORKER_DIED, wid, pid, status, [index], tail, self.name)))
+
+    # ---- the bridge ----
 
     def _start_bridge(self) -> None:
         collection = [item.nodeid for item in self.items]
+        node = self.node
 
         def bridge() -> int:
-            # Not ours to hold: the fork server ends when this process's parent closes it.
-            self.fs.forget_in_child()
+            # The inherited command pipe of the fork server is the node's to close, not ours.
+            node.fs.shutdown()
             _core.set_parent_death_signal(signal.SIGKILL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             code, message = _core.run_bridge(self.addr[0], self.addr[1], self.token, self.name, self.workers,
-                                             collection, self.tasks, self.results, self.store, self.connect_timeout)
-            with open(os.path.join(self.rundir, _STATUS_FILE), "w") as f:
+                                             collection, node.tasks, node.results, node.store,
+                                             self.connect_timeout)
+            with open(os.path.join(node.rundir, _STATUS_FILE), "w") as f:
                 f.write(message)
             return code
 
@@ -99,7 +94,7 @@ class NodeRun:
 
     def _bridge_message(self) -> str:
         try:
-            with open(os.path.join(self.rundir, _STATUS_FILE)) as f:
+            with open(os.path.join(self.node.rundir, _STATUS_FILE)) as f:
                 return f.read().strip()
         except OSError:
             return f"the bridge process {describe_status(self.bridge.exit_status or 0)}"
@@ -108,79 +103,46 @@ class NodeRun:
         if self.bridge is not None:
             self.bridge.kill()
 
-    def _bridge_failed(self) -> bool:
-        status = self.bridge.exit_status
-        return status is not None and os.waitstatus_to_exitcode(status) != 0
+    def _check_bridge(self) -> None:
+        status = self.bridge.exit_status if not self.bridge.alive() else None
+        if status is not None and os.waitstatus_to_exitcode(status) != 0:
+            raise NodeError(self._bridge_message())
 
     def _wait_global(self, key: str) -> bytes:
         """A global fixture's value, once the bridge stored what the main published."""
         nap = 0.001
-        while (data := self.store.get(key)) is None:
+        while (data := self.node.store.get(key)) is None:
             if not self.bridge.alive():
                 raise NodeError(self._bridge_message())
             time.sleep(nap)  # the value arrives over the network; nothing to wait on locally
             nap = min(nap * 2, 0.05)
         return data
 
+    # ---- supervising ----
+
+    def _pump(self, timeout: float = 0) -> bool:
+        """Handles one worker life-cycle message; False if none came within `timeout`."""
+        data = self.node.control.pop(timeout=timeout) if timeout else self.node.control.try_pop()
+        if data is None:
+            return False
+        self.node.handle(messages.decode(data))
+        return True
+
     def _supervise(self) -> None:
-        """Handles worker life-cycle messages until the workers are gone, then lets the bridge
-        send the last results."""
-        shut_at = None
-        while True:
-            data = self.control.pop(timeout=0.05)
-            if data is not None:
-                self._handle(messages.decode(data))
+        """Handles worker life-cycle messages until the bridge closes the queue (the run is
+        over), lets the workers finish, then lets the bridge send the last results."""
+        node = self.node
+        while not node.tasks.closed:
+            if self._pump(timeout=0.05):
                 continue
-            if not self.bridge.alive() and self._bridge_failed():
-                self.tasks.abort()
-                self.fs.kill()
-                raise NodeError(self._bridge_message())
-            if self.tasks.closed and shut_at is None:
-                self.fs.shutdown()  # no replacements; the server ends once its workers have
-                shut_at = time.monotonic()
-            elif shut_at is not None and time.monotonic() - shut_at > _EXIT_GRACE:
-                log(f"node {self.name}: workers did not exit within {_EXIT_GRACE:g} s; killing them")
-                self.fs.kill()
-            if not self.fs.alive():
-                if shut_at is None and not self.tasks.closed:
-                    self._kill_bridge()
-                    raise NodeError(f"the fork server {describe_status(self.fs.exit_status)}")
-                break
-        while (data := self.control.try_pop()) is not None:
-            self._handle(messages.decode(data))
-        self.results.close()  # the bridge sends what is left and says goodbye
+            self._check_bridge()
+            node.feed()
+            if not node.tasks.closed:
+                node.check_fork_server()
+        # Closed by the bridge: the run is over, or the bridge failed (refused, main lost).
+        node.wind_down(self._pump)
+        while self._pump():
+            pass
+        node.results.close()  # the bridge sends what is left and says goodbye
         self.bridge.wait()
-
-    def _handle(self, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == messages.DIED:
-            self._on_died(msg[1], msg[2], msg[3])
-        elif kind == messages.INTERNAL:
-            raise NodeError(f"internal error in worker {msg[1]}:\n{msg[2]}")
-
-    def _on_died(self, wid: str, pid: int, status: int) -> None:
-        items, leases, _, _ = self.tasks.heal(pid)
-        self.results.heal(pid)
-        self.control.heal(pid)
-        running = [key for _slot, _pid, key, _started in leases if key is not None]
-        if running:
-            tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr"))
-            log(f"node {self.name}: worker {wid} (pid {pid}) {describe_status(status)} in test {running}")
-            # The main reports the test as crashed (it has every result that came before).
-            self.results.push(messages.encode((WORKER_DIED, wid, pid, status, running, tail, self.name)))
-        # What it had taken and not finished stays on this node: the tests of its unit before
-        # the one it died in have results; those after it have not started.
-        for raw in items:
-            unit = messages.decode_unit(raw)
-            rest = unit[unit.index(running[0]) + 1:] if running and running[0] in unit else unit
-            if rest and not self.tasks.closed:
-                self.tasks.push(messages.encode_unit(rest))
-        if status == 0 or self.tasks.closed:
-            return
-        if running:
-            self.fs.progress()
-        elif self.fs.crash_loop():
-            tail = stderr_tail(os.path.join(self.rundir, f"{wid}.stderr")).rstrip()
-            raise NodeError(f"workers keep dying outside any test (last: {wid} {describe_status(status)})"
-                            + (f"\n{tail}" if tail else ""))
-        log(f"node {self.name}: replacing worker with {self.fs.replace()}")
+        self._check_bridge()

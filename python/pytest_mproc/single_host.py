@@ -1,0 +1,131 @@
+"""The controller of a single-host `--cores` run (xdist's dsession counterpart): one node
+(supervisor.py) whose results are replayed into this process's pytest hooks until every test
+has a result."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from . import messages
+from .history import DurationHistory
+from .replay import Outcomes, RunOutcome, replay_arrived
+from .scheduling import build_units
+from .supervisor import NAP_MAX, NAP_MIN, Supervisor, SupervisorError
+from .verbose import log
+
+
+class SingleHostRun:
+    def __init__(self, session, workers: int, history: DurationHistory) -> None:
+        self.session = session
+        self.config = session.config
+        self.items = session.items
+        units = build_units(session.items, history)
+        self.outcome = RunOutcome()
+        self.outcomes = Outcomes(session, self.outcome)
+        self.stopping = False
+        self.node = Supervisor(session, min(workers, len(units)), self._crashed)
+        self.units = units
+
+    def execute(self) -> RunOutcome:
+        node = self.node
+        node.start(self.units)
+        t0, w0 = time.process_time(), time.monotonic()
+        try:
+            try:
+                self._setup_fixtures()
+                self._loop()
+                cpu, wall = time.process_time() - t0, time.monotonic() - w0
+                log(f"main loop cpu {cpu:.2f}s wall {wall:.2f}s")
+                node.wind_down(self._pump)
+            except SupervisorError as e:
+                raise self.session.Interrupted(
+                    f"pytest-mproc: {e}; {self.outcomes.remaining} tests have no result") from None
+        except BaseException as e:
+            node.kill()
+            if isinstance(e, KeyboardInterrupt):
+                self.stopping = True
+                replay_arrived(node.results, self.outcomes, self.outcome)
+            e.run_outcome = self.outcome  # for the summary (see session.py)
+            raise
+        finally:
+            self.outcome.fixture_errors += node.close()
+        self.outcome.not_run = self.outcomes.remaining
+        self._write_stats(cpu, wall)
+        return self.outcome
+
+    def _setup_fixtures(self) -> None:
+        """Sets up global/node fixtures in order of first use, queueing the units that become
+        runnable after each one; results arriving meanwhile are replayed."""
+        order: dict[str, None] = {}
+        for unit in self.node.pending:
+            for name in self.node.needs(unit):
+                order.setdefault(name)
+        for name in order:
+            self.node.fixtures.build(name)
+            self.node.feed()
+            while self._pump():
+                pass
+
+    def _pump(self) -> bool:
+        """Handles one message from the results ring; False if there was none."""
+        data = self.node.results.try_pop()
+        if data is None:
+            return False
+        msg = messages.decode(data)
+        if msg[0] == messages.RESULT:
+            self._on_result(msg[2], msg[3], msg[4], msg[5])
+        elif msg[0] == messages.INTERRUPTED:
+            self.outcomes.interrupted(msg, self.outcome)
+        else:
+            self.node.handle(msg)
+        return True
+
+    def _loop(self) -> None:
+        nap = NAP_MIN
+        while self.outcomes.remaining and not (self.stopping and not self.node.live):
+            if self._pump():
+                nap = NAP_MIN
+                continue
+            self.node.check_fork_server()
+            # The main naps rather than sleeping on the results ring's futex: a futex wake per
+            # result would cost every worker a syscall and preempt one to replay a single test.
+            time.sleep(nap)
+            nap = min(nap * 2, NAP_MAX)
+
+    def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
+        if not self.outcomes.result(index, reports, warnings, location):
+            return
+        self.node.fs.progress()
+        self._check_stop()
+        self.node.feed()
+
+    def _crashed(self, index: int, wid: str, pid: int, status: int, tail: str) -> None:
+        if self.outcomes.crash(index, wid, pid, status, tail):
+            self._check_stop()
+
+    def _check_stop(self) -> None:
+        if (self.session.shouldfail or self.session.shouldstop) and not self.stopping:
+            self.stopping = True
+            self.node.stop()
+
+    def _write_stats(self, cpu: float, wall: float) -> None:
+        path = os.environ.get("PTMPROC_STATS_FILE")
+        if not path:
+            return
+        import resource
+
+        stats = {
+            "tests": len(self.items),
+            "workers": self.node.workers,
+            "main_loop_cpu_s": cpu,
+            "main_loop_wall_s": wall,
+            "main_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "worker_cpu_s": [w[0] for w in self.node.worker_stats],
+            "worker_max_rss_kb": [w[1] for w in self.node.worker_stats],
+            "worker_pss_kb": [w[2] for w in self.node.worker_stats],
+        }
+        with open(path, "w") as f:
+            json.dump(stats, f)
+
