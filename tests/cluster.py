@@ -61,8 +61,9 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, path: Path, token_hex: str) -> None:
+    def __init__(self, path: Path, token_hex: str, python: str = sys.executable) -> None:
         self.path = path
+        self.python = python
         self.token_hex = token_hex
         self.tag = uuid.uuid4().hex
         self.procs: list[Proc] = []
@@ -79,7 +80,7 @@ class Cluster:
     def spawn(self, args: list[str], name: str, env: dict | None = None, cwd: Path | None = None,
               prefix: list[str] | None = None) -> Proc:
         out = self.path / f"{name}.out"
-        cmd = (prefix or []) + [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+        cmd = (prefix or []) + [self.python, "-m", "pytest", "-p", "no:cacheprovider", *args]
         popen = subprocess.Popen(cmd, cwd=cwd or self.path, env=self._env(env), stdout=out.open("w"),
                                  stderr=subprocess.STDOUT, start_new_session=True)
         proc = Proc(popen, out)

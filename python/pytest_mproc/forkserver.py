@@ -11,7 +11,7 @@ import select
 import signal
 import sys
 
-from . import _core, messages, worker
+from . import _core, messages, worker, xdist_protocol
 from .child import Child, fork
 from .verbose import log
 
@@ -92,6 +92,8 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, 
     children: dict[int, tuple[str, int]] = {}  # pidfd -> (wid, pid)
 
     def spawn(wid: str) -> None:
+        # xdist's pytest_configure_node runs here, in this copy of the main, for every worker.
+        workerinput = xdist_protocol.workerinput(session.config, wid, workers, testrunuid)
         pid = os.fork()
         if pid == 0:
             code = 70
@@ -99,7 +101,7 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, 
                 os.close(cmd_fd)
                 for fd in children:
                     os.close(fd)
-                code = worker.run(session, wid, workers, tasks, results, store, rundir, testrunuid, me, control)
+                code = worker.run(session, wid, workerinput, tasks, results, store, rundir, me, control)
             except BaseException as e:  # noqa: BLE001
                 _internal_error(control, wid, e)
             finally:

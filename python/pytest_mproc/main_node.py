@@ -22,7 +22,7 @@ import sys
 import time
 from collections import defaultdict
 
-from . import _core, messages
+from . import _core, messages, xdist_protocol
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
@@ -204,6 +204,10 @@ class MultiHostRun:
             self._on_result(msg[2], msg[3], msg[4], msg[5])
         elif kind == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
+        elif kind == messages.WORKER_OUTPUT:
+            error = xdist_protocol.node_down(self.config, msg[1], msg[2], msg[3], None)
+            if error:
+                self.outcome.node_notes.append(error)
         elif kind == WORKER_DIED:
             _, wid, pid, status, running, tail, node = msg
             for index in running:
@@ -228,6 +232,7 @@ class MultiHostRun:
         log(f"coordinator event: {kind} {ev.get('name', '')} {ev.get('reason', '')}")
         if kind == "joined":
             self.nodes[ev["node"]] = ev["name"]
+            self.config.hook.pytest_mproc_node_joined(config=self.config, node=ev["name"], workers=ev.get("workers", 0))
         elif kind == "left":
             self.nodes.pop(ev["node"], None)
         elif kind == "refused":
@@ -236,6 +241,7 @@ class MultiHostRun:
         elif kind == "lost":
             self.nodes.pop(ev["node"], None)
             self.outcome.node_notes.append(f"lost node {ev['name']}: {ev['reason']}")
+            self.config.hook.pytest_mproc_node_lost(config=self.config, node=ev["name"], reason=ev["reason"])
             self._on_node_lost(ev)
         elif kind == "coordinator_lost":
             raise self.session.Interrupted(

@@ -9,6 +9,7 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("D", wid, pid, wait_status)                        a worker process ended (from the fork server)
   ("I", wid, text)                                    an internal error in a worker
   ("F", wid, cpu_seconds, max_rss_kb, pss_kb)         a worker finished its loop (statistics)
+  ("O", wid, workerinput, workeroutput)               a worker's xdist-protocol output, at its end
   ("K", wid, index, [serialized reports], repr)       a test raised KeyboardInterrupt it did not
                                                       catch (repr: the pickled ExceptionRepr)
 
@@ -31,6 +32,7 @@ DIED = "D"
 INTERNAL = "I"
 FINISHED = "F"
 INTERRUPTED = "K"
+WORKER_OUTPUT = "O"
 
 
 def is_event(data: bytes) -> bool:

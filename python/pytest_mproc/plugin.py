@@ -8,10 +8,18 @@ import pytest
 
 from . import options
 from .tmpdirs import mp_tmp_dir, mp_tmp_dir_factory, mp_tmpdir, mp_tmpdir_factory  # noqa: F401 (fixtures)
+from .xdist_protocol import testrun_uid, worker_id  # noqa: F401 (fixtures, as xdist's)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoption(parser)
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    from . import newhooks, xdist_protocol
+
+    xdist_protocol.add_hookspecs(pluginmanager)
+    pluginmanager.add_hookspecs(newhooks)
 
 
 def _register_markers(config: pytest.Config) -> None:
@@ -53,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from .verbose import log
 
     serial_state.record()  # before any process of ours changes a disposition for itself
+    from . import plugin_state
+
+    plugin_state.configure_main(config)
 
     log(f"--cores {cores}: {workers} workers" + (f", multi-host {multihost[0]}" if multihost else ""))
     config.pluginmanager.register(MprocSession(config, workers, multihost), "mproc-session")

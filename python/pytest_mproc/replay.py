@@ -27,14 +27,22 @@ def only_pytest_implements(hook) -> bool:
 
 
 def report_decoder(config):
+    from .plugin_state import after_decode
+
     hook = config.hook.pytest_report_from_serializable
+
+    def decode_any(data):
+        report = hook(config=config, data=data)
+        after_decode(config, report, data)
+        return report
+
     if only_pytest_implements(hook):
         def decode(data):
             if data.get("$report_type") == "TestReport":
                 return TestReport._from_json(data)
-            return hook(config=config, data=data)
+            return decode_any(data)
         return decode
-    return lambda data: hook(config=config, data=data)
+    return decode_any
 
 
 def _log_test(config, item, reports, warning_tuples=(), finished: bool = True) -> None:

@@ -5,6 +5,8 @@ status and terminal summary."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from . import fixtures
@@ -56,6 +58,11 @@ class MprocSession:
                                 self.workers, token, generated).execute()
         from .worker_node import NodeError, NodeRun
 
+        # Plugins must not take this process for the run's controller: it runs no test itself
+        # and its workers' results go to the main (e.g. syrupy would call every snapshot unused).
+        # To them it is an xdist worker whose output nobody collects.
+        os.environ["PYTEST_XDIST_WORKER"] = "node"
+        self.config.workeroutput = {}
         node = NodeRun(session, self.workers, host, port, token, self.config.getoption("mproc_connect_timeout"))
         try:
             outcome = node.execute()

@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from . import messages
+from . import messages, xdist_protocol
 from .history import DurationHistory
 from .replay import Outcomes, RunOutcome, replay_arrived
 from .scheduling import build_units
@@ -78,6 +78,10 @@ class SingleHostRun:
             self._on_result(msg[2], msg[3], msg[4], msg[5])
         elif msg[0] == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
+        elif msg[0] == messages.WORKER_OUTPUT:
+            error = xdist_protocol.node_down(self.config, msg[1], msg[2], msg[3], None)
+            if error:
+                self.outcome.node_notes.append(error)
         else:
             self.node.handle(msg)
         return True

@@ -43,7 +43,7 @@ class SupervisorError(Exception):
 
 class Supervisor:
     def __init__(self, session, workers: int, report_crash, remote_global=None,
-                 separate_control: bool = False) -> None:
+                 separate_control: bool = False, name: str = "") -> None:
         """`report_crash(index, wid, pid, status, stderr_tail)`: test `index` crashed its worker.
         `remote_global(key) -> bytes`: on a worker node, where global fixture values come from.
         `separate_control`: worker life-cycle messages get their own ring (on a worker node the
@@ -53,6 +53,7 @@ class Supervisor:
         self.items = session.items
         self.workers = workers
         self.report_crash = report_crash
+        self.name = name
         self.rundir = tempfile.mkdtemp(prefix="pytest-mproc-")
         self.tasks, self.results = node_rings(len(self.items), workers)
         self.control = (_core.Ring.create(capacity=256, slot_size=512, leases=lease_entries(workers),
@@ -151,6 +152,8 @@ class Supervisor:
         kind = msg[0]
         if kind == messages.UP:
             self.live[msg[1]] = msg[2]
+            self.config.hook.pytest_mproc_worker_started(config=self.config, worker_id=msg[1], pid=msg[2],
+                                                         node=self.name)
         elif kind == messages.DIED:
             self.worker_died(msg[1], msg[2], msg[3])
         elif kind == messages.FINISHED:
@@ -171,6 +174,11 @@ class Supervisor:
         if self.control is not self.results:
             self.control.heal(pid)
         running = next((key for _slot, _pid, key, _started in leases if key is not None), None)
+        if status != 0:
+            self.config.hook.pytest_mproc_worker_crashed(
+                config=self.config, worker_id=wid, pid=pid,
+                nodeid=self.items[running].nodeid if running is not None else None,
+                exit_status=describe_status(status), stderr_tail=self.stderr_tail(wid), node=self.name)
         if running is not None:
             log(f"worker {wid} (pid {pid}) {describe_status(status)} in {self.items[running].nodeid}")
             self.report_crash(running, wid, pid, status, self.stderr_tail(wid))

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from . import _core, fixtures, messages, serial_state
+from . import _core, fixtures, messages, serial_state, xdist_protocol
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
 from .tmpdirs import give_worker_its_own_basetemp
@@ -99,6 +99,14 @@ def _isolate_process(config, wid: str, rundir: str, fork_server_pid: int, shared
     config.option.maxfail = 0
 
 
+def _plugin_output_file(config, rundir: str, wid: str):
+    """Where what plugins print through a worker's terminal writer goes: the worker's stderr
+    file (shown when it crashes), or the terminal under -s."""
+    if config.getoption("capture", "fd") == "no":
+        return sys.stderr
+    return xdist_protocol.LazyFile(os.path.join(rundir, f"{wid}.stderr"))
+
+
 def _point_faulthandler_at_stderr(config) -> None:
     """A segfault's traceback must reach the worker's stderr file even while capture points fd 2
     at a capture file, so faulthandler writes to a descriptor of its own. pytest's faulthandler
@@ -122,19 +130,18 @@ def _point_faulthandler_at_stderr(config) -> None:
 FAILURES_WORD = 0
 
 
-def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.Ring,
-        store: _core.Store, rundir: str, testrunuid: str, fork_server_pid: int,
-        control: _core.Ring) -> int:
-    """The worker's whole life; returns its exit code. Test results go to `results`, life-cycle
-    messages (up, finished) to `control` (the same ring on a single host; on a worker node the
-    bridge forwards `results` while the node's main process reads `control`)."""
+def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.Ring,
+        store: _core.Store, rundir: str, fork_server_pid: int, control: _core.Ring) -> int:
+    """The worker's whole life; returns its exit code. Test results (and, at the end, what its
+    plugins published in `config.workeroutput`) go to `results`; life-cycle messages (up,
+    finished) to `control` (the same ring on a single host; on a worker node the bridge
+    forwards `results` while the node's main process reads `control`)."""
     config = session.config
     maxfail = config.option.maxfail
     _isolate_process(config, wid, rundir, fork_server_pid, (tasks, results, control, store))
     fixtures.use_store(store)
     give_worker_its_own_basetemp(config, wid)
-    config.workerinput = {"workerid": wid, "workercount": worker_count, "testrunuid": testrunuid,
-                          "mainargv": list(sys.argv)}
+    xdist_protocol.become_worker(config, workerinput, _plugin_output_file(config, rundir, wid))
     collector = _Collector()
     config.pluginmanager.register(collector, "mproc-worker-collector")
     to_serializable = _serializer(config)
@@ -186,6 +193,8 @@ def run(session, wid: str, worker_count: int, tasks: _core.Ring, results: _core.
             tasks.ack(slot)
             unit = _next_unit(tasks, slot)
     _teardown_all(session)
+    workeroutput = xdist_protocol.finish_worker(session)
+    results.push(messages.encode((messages.WORKER_OUTPUT, wid, workerinput, workeroutput)))
     if prof is not None:
         prof.disable()
         prof.dump_stats(os.path.join(os.environ["PTMPROC_PROFILE_DIR"], f"{wid}.prof"))

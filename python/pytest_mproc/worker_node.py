@@ -41,7 +41,7 @@ class NodeRun:
         self.connect_timeout = connect_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.node = Supervisor(session, workers, self._crashed, remote_global=self._wait_global,
-                               separate_control=True)
+                               separate_control=True, name=self.name)
         self.bridge: Child | None = None
 
     def execute(self) -> RunOutcome:
