@@ -139,7 +139,22 @@ class Cluster:
 
 LEDGER_CONFTEST = """
 import os
+import time
 import pytest
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_node_takes_part():
+    # MPROC_TEST_NODES=a,b: each worker's first test waits until a worker of every named node
+    # has started one, so every node takes work however slowly it starts (a loaded machine).
+    want = os.environ.get("MPROC_TEST_NODES")
+    if want and os.environ.get("PTMPROC_WORKER"):
+        d = os.environ["MPROC_TEST_NODES_DIR"]
+        open(os.path.join(d, "joined-" + os.environ.get("NODE_NAME", "main")), "w").close()
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(os.path.join(d, "joined-" + n)) for n in want.split(",")):
+            assert time.monotonic() < deadline, "not every node joined within 60 s"
+            time.sleep(0.005)  # polling for the other nodes' marker files, bounded
+    yield
 
 @pytest.fixture(autouse=True)
 def _ledger(request):

@@ -46,13 +46,14 @@ def test_fails():
 def run_with_nodes(cluster, *main_args: str, nodes=(("a", 2),), rc: int = 1, nodes_first: bool = False) -> str:
     """Runs a main and worker nodes (name, cores) to their end; the main's output. With
     `nodes_first` every node is waiting before the main starts, so all of them get work."""
+    gate = {"MPROC_TEST_NODES": ",".join(name for name, _ in nodes), "MPROC_TEST_NODES_DIR": str(cluster.path)}
     if nodes_first:
         cluster.reserve()
-        procs = [cluster.node(name, cores=cores, ready=True) for name, cores in nodes]
+        procs = [cluster.node(name, cores=cores, ready=True, env=gate) for name, cores in nodes]
         main = cluster.main(*main_args, port=cluster.port)
     else:
         main = cluster.main(*main_args)
-        procs = [cluster.node(name, cores=cores) for name, cores in nodes]
+        procs = [cluster.node(name, cores=cores, env=gate) for name, cores in nodes]
     assert main.wait() == rc, main.text()
     for proc in procs:
         assert proc.wait() == 0, proc.text()

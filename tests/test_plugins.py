@@ -147,13 +147,13 @@ def test_pytest_timeout_reports_the_timeout_as_serially(python, tmp_path):
 
 
 RERUN = """
-import pytest
+import os, pytest
 
 @pytest.mark.flaky(reruns=2)
-def test_flaky(request, tmp_path_factory):
-    marker = tmp_path_factory.getbasetemp().parent / ("ran-" + request.node.name)
-    first = not marker.exists()
-    marker.touch()
+def test_flaky(request):
+    marker = os.path.join(os.environ["RR_DIR"], "ran-" + request.node.name)
+    first = not os.path.exists(marker)
+    open(marker, "w").close()
     assert not first
 
 def test_plain():
@@ -163,16 +163,24 @@ def test_plain():
 
 def test_rerunfailures_counts_and_marks_reruns(python, tmp_path):
     write(tmp_path, {"test_rr.py": RERUN})
-    serial, parallel = both(python, tmp_path, "-rA")
+    (tmp_path / "s").mkdir(), (tmp_path / "p").mkdir()
+    serial = pytest_in(python, tmp_path, "-rA", env={"RR_DIR": str(tmp_path / "s")})
+    parallel = pytest_in(python, tmp_path, "--cores", "2", "-rA", env={"RR_DIR": str(tmp_path / "p")})
     assert serial.summary == "2 passed, 1 rerun"
     assert parallel.summary == serial.summary
     assert parallel.short() == serial.short()
 
 
 def test_hypothesis_statistics_section(python, tmp_path):
-    write(tmp_path, {"test_hyp.py": "from hypothesis import given, strategies as st\n"
-                                    "@given(st.integers())\ndef test_int(x):\n    assert isinstance(x, int)\n"})
-    serial, parallel = both(python, tmp_path, "--hypothesis-show-statistics")
+    # Separate directories: each run starts with an empty example database (.hypothesis/).
+    runs = []
+    for name, extra in (("serial", ()), ("cores", ("--cores", "2"))):
+        d = tmp_path / name
+        d.mkdir()
+        write(d, {"test_hyp.py": "from hypothesis import given, strategies as st\n"
+                                 "@given(st.integers())\ndef test_int(x):\n    assert isinstance(x, int)\n"})
+        runs.append(pytest_in(python, d, "--hypothesis-show-statistics", *extra))
+    serial, parallel = runs
 
     def shape(run):
         return [re.sub(r"[\d.]+", "N", l) for l in run.section("Hypothesis Statistics") if l.strip()]

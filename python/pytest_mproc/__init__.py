@@ -10,7 +10,7 @@ Public API (names as in the original pytest_mproc documentation)::
     def test_something(): ...
 """
 
-from . import orchestration
+from . import data, fixtures, orchestration
 from .auth import set_user_defined_auth_token
 from .grouping import DEFAULT_PRIORITY, GroupTag, TestExecutionConstraint, group, priority
 from .ports import set_user_defined_port_alloc
@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "GroupTag",
     "TestExecutionConstraint",
+    "data",
+    "fixtures",
     "group",
     "orchestration",
     "priority",

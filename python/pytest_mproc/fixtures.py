@@ -75,7 +75,8 @@ def _fetch(spec: FixtureSpec):
 
 
 def _decorator(kind: str, kwargs: dict):
-    forbidden = ("scope", "autouse") if kind == GLOBAL else ("scope",)
+    # One value per run (global) or per node: no scope of its own, no parametrization.
+    forbidden = ("scope", "autouse", "params") if kind == GLOBAL else ("scope", "params")
     misuse = [k for k in forbidden if k in kwargs]
     host = kwargs.pop("host", None) if kind == GLOBAL else None
     port = kwargs.pop("port", None) if kind == GLOBAL else None
@@ -123,9 +124,11 @@ def validate() -> None:
     """Usage errors for misdeclared global/node fixtures (raised once collection is done)."""
     for spec in REGISTRY.values():
         if spec.misuse:
+            why = ("a global/node fixture has exactly one value, so it cannot be parametrized"
+                   if spec.misuse == ["params"] else f"a {spec.kind} fixture has its own scope")
             raise pytest.UsageError(
                 f"{spec.kind}_fixture {spec.name!r}: {', '.join(repr(m) for m in spec.misuse)} cannot be "
-                f"given (a {spec.kind} fixture has its own scope)"
+                f"given ({why})"
             )
         allowed = (GLOBAL,) if spec.kind == GLOBAL else (GLOBAL, NODE)
         for dep in spec.argnames:

@@ -41,12 +41,19 @@ class GroupTag:
             raise TypeError(f"GroupTag restrict_to must be a TestExecutionConstraint, got {self.restrict_to!r}")
 
 
-def group(tag):
-    """Decorator: put a test function, or every test method of a class, into group `tag`
-    (a name or a GroupTag)."""
-    if not isinstance(tag, (str, GroupTag)):
+def group(tag, priority: int | None = None, restrict_to: TestExecutionConstraint | None = None):
+    """Decorator: put a test function, or every test method of a class, into group `tag`: a
+    name (optionally with the group's `priority` and `restrict_to`) or a GroupTag."""
+    if isinstance(tag, GroupTag):
+        if priority is not None or restrict_to is not None:
+            raise TypeError("pytest_mproc.group takes a GroupTag or a name with priority/restrict_to, not both")
+        return pytest.mark.mproc_group(tag)
+    if not isinstance(tag, str):
         raise TypeError(f"pytest_mproc.group takes a group name or a GroupTag, got {tag!r}")
-    return pytest.mark.mproc_group(tag)
+    if priority is None and restrict_to is None:
+        return pytest.mark.mproc_group(tag)
+    return pytest.mark.mproc_group(GroupTag(tag, DEFAULT_PRIORITY if priority is None else priority,
+                                            restrict_to or TestExecutionConstraint.SINGLE_PROCESS))
 
 
 def priority(level: int):

@@ -54,6 +54,7 @@ def addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--disable-mproc",
+        "--diable-mproc",  # the spelling the original documentation uses
         dest="mproc_disabled",
         metavar="True|False",
         default="False",

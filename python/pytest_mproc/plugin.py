@@ -15,6 +15,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoption(parser)
 
 
+def pytest_collection_finish(session) -> None:
+    """Misdeclared global/node fixtures are usage errors with or without --cores."""
+    from . import fixtures
+
+    fixtures.validate()
+
+
 def pytest_addhooks(pluginmanager) -> None:
     from . import newhooks, xdist_protocol
 

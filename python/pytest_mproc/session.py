@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-from . import fixtures
 from .history import DurationHistory
 from .replay import RunOutcome
 
@@ -72,9 +71,6 @@ class MprocSession:
         if tr is not None:
             tr.write_line(f"pytest-mproc: worker node done; results are reported by the main at {host}:{port}")
         return outcome
-
-    def pytest_collection_finish(self, session):
-        fixtures.validate()
 
     def pytest_runtest_logreport(self, report):
         self.history.record(report)

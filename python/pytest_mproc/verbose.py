@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-ENABLED = os.environ.get("PTMPROC_VERBOSE", "0").strip().lower() not in ("", "0", "false", "no", "off")
+# PTMPROC_VERBSE: the spelling the original documentation uses.
+_VALUE = os.environ.get("PTMPROC_VERBOSE", os.environ.get("PTMPROC_VERBSE", "0"))
+ENABLED = _VALUE.strip().lower() not in ("", "0", "false", "no", "off")
 
 # Workers point fd 2 at a per-worker file; verbose lines keep going to the user's stderr.
 _fd = 2
