@@ -16,3 +16,5 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
   -e .
 python3 -c "import pytest_mproc._core"
+# Third-party plugins for tests/test_plugins.py, in venvs of their own (with and without xdist).
+bash scripts/plugins_venv.sh >/dev/null

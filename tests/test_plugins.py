@@ -17,14 +17,18 @@ import pytest
 
 from cluster import Cluster
 
-VENV_PYTHON = os.environ.get("PTMPROC_PLUGINS_PYTHON", "/tmp/pytest-mproc-plugins/bin/python")
+VENV = os.environ.get("PTMPROC_PLUGINS_VENV", "/tmp/pytest-mproc-plugins")
+# Plugins behave differently when pytest-xdist is importable: every test runs in a venv with it
+# and in one without it.
+VENVS = {"xdist": f"{VENV}/bin/python", "no-xdist": f"{VENV}-noxdist/bin/python"}
 
 
-@pytest.fixture(scope="session")
-def python():
-    if not Path(VENV_PYTHON).exists():
-        pytest.fail(f"{VENV_PYTHON} missing: run scripts/plugins_venv.sh (scripts/setup.sh does)")
-    return VENV_PYTHON
+@pytest.fixture(scope="session", params=sorted(VENVS))
+def python(request):
+    path = VENVS[request.param]
+    if not Path(path).exists():
+        pytest.fail(f"{path} missing: run scripts/plugins_venv.sh (scripts/setup.sh does)")
+    return path
 
 
 class Run:
@@ -340,7 +344,7 @@ def test_ids(ids, i):
 """
 
 
-@pytest.mark.parametrize("xdist", ["installed", "disabled"])
+@pytest.mark.parametrize("xdist", ["as installed", "disabled"])
 def test_xdist_plugin_protocol(python, tmp_path, xdist):
     write(tmp_path, {"conftest.py": XDIST_PROTOCOL_CONFTEST, "test_x.py": XDIST_PROTOCOL_TESTS})
     nodes_out, ids_out = tmp_path / "nodes.txt", tmp_path / "ids.txt"

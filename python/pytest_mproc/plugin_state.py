@@ -13,6 +13,9 @@ everything else travels through the xdist protocol (xdist_protocol.py) and the r
   syrupy's own xdist controller does (it decides that from `-n`, which a `--cores` run has not).
 - pytest-metadata (pytest-html's): an xdist worker publishes its metadata in its own
   pytest_configure, which forked workers do not run again; the worker publishes it at its end.
+- pytest-rerunfailures: in a worker (it sees `workerinput`) it logs the reports of a rerun
+  only if it finds pytest-xdist >= 1.20 installed; without xdist a worker tells it that the
+  protocol spoken is that of a current xdist.
 - pytest-benchmark: it disables itself under xdist; under --cores each worker hands its
   benchmark results to the main (workeroutput), which reports and saves them as a serial run
   would.
@@ -20,7 +23,16 @@ everything else travels through the xdist protocol (xdist_protocol.py) and the r
 
 from __future__ import annotations
 
+import sys
+
 _BENCHMARKS = "pytest_mproc_benchmarks"
+
+
+def worker_setup(config) -> None:
+    """Called in a worker once it has its workerinput."""
+    rerun = sys.modules.get("pytest_rerunfailures")
+    if rerun is not None and hasattr(rerun, "works_with_current_xdist") and not rerun.works_with_current_xdist():
+        rerun.works_with_current_xdist = lambda: True
 
 
 def after_decode(config, report, data: dict) -> None:

@@ -108,9 +108,12 @@ def become_worker(config, workerinput_: dict, terminal_file) -> None:
     os.environ["PYTEST_XDIST_WORKER"] = workerinput_["workerid"]
     os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(workerinput_["workercount"])
     os.environ["PYTEST_XDIST_TESTRUNUID"] = workerinput_["testrunuid"]
+    from . import plugin_state
+
     config.workerinput = workerinput_
     config.workeroutput = {}
     _install_quiet_terminal_reporter(config, terminal_file)
+    plugin_state.worker_setup(config)
 
 
 class LazyFile:
