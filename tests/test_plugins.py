@@ -430,3 +430,17 @@ def test_subtests_and_syrupy_through_the_bridge(python, tmp_path):
     assert multi.short() == serial.short()
     assert multi.summary == re.sub(r", 5 snapshots generated.*", "", serial.summary)
     assert multi.section("snapshot report summary") == ["5 snapshots passed."]
+
+
+def test_handlecrashitem_can_run_a_crashed_test_again(python, tmp_path):
+    write(tmp_path, {"conftest.py": "def pytest_handlecrashitem(crashitem, report, sched):\n"
+                                    "    report.outcome = 'rerun'\n"
+                                    "    sched.mark_test_pending(crashitem)\n",
+                     "test_c.py": "import os, signal\n"
+                                  "def test_crashes_once(tmp_path_factory):\n"
+                                  "    marker = os.path.join(os.environ['CRASH_DIR'], 'crashed')\n"
+                                  "    if not os.path.exists(marker):\n"
+                                  "        open(marker, 'w').close()\n"
+                                  "        os.kill(os.getpid(), signal.SIGKILL)\n"})
+    run = pytest_in(python, tmp_path, "--cores", "1", env={"CRASH_DIR": str(tmp_path)})
+    assert run.summary == "1 passed, 1 rerun", run.out

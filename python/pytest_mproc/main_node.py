@@ -45,7 +45,7 @@ class MultiHostRun:
         self.node_wait = self.config.getoption("mproc_node_wait")
         self.connect_timeout = self.config.getoption("mproc_connect_timeout")
         self.outcome = RunOutcome()
-        self.outcomes = Outcomes(session, self.outcome)
+        self.outcomes = Outcomes(session, self.outcome, rerun=lambda i: self.coord.submit([[[i]]], front=True))
         self.stopping = False
         self.nodes: dict[int, str] = {}
         self.local: Child | None = None

@@ -74,8 +74,11 @@ class Outcomes:
     """Which collected tests have a result yet; each test's result (or crash) is replayed into
     pytest's hooks exactly once, however often it arrives."""
 
-    def __init__(self, session, outcome: RunOutcome) -> None:
+    def __init__(self, session, outcome: RunOutcome, rerun=None) -> None:
+        """`rerun(index)`: queues a crashed test again (when a plugin asks for it through
+        xdist's pytest_handlecrashitem)."""
         self.config = session.config
+        self.rerun = rerun
         self.items = session.items
         self.done = bytearray(len(self.items))
         self.remaining = len(self.items)
@@ -108,13 +111,24 @@ class Outcomes:
         return True
 
     def crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> bool:
-        """Reports a test as crashed (see replay_crash); False if it already had a result."""
+        """Reports a test as crashed (see crash_reports); False if it already had a result, or if
+        a plugin had it queued again (xdist's pytest_handlecrashitem)."""
         if self.done[index]:
+            return False
+        item = self.items[index]
+        reports = crash_reports(item, who, pid, status, tail, None, reason=reason)
+        pending = []
+        from . import xdist_protocol
+
+        xdist_protocol.handle_crash(self.config, item.nodeid, reports[1], pending.append)
+        if pending and self.rerun is not None:
+            _log_test(self.config, item, reports)  # the plugin marked the report (e.g. "rerun")
+            self.rerun(index)
             return False
         self.done[index] = 1
         self.remaining -= 1
-        self.crashed.append(self.items[index].nodeid)
-        replay_crash(self.config, self.items[index], who, pid, status, tail, None, reason=reason)
+        self.crashed.append(item.nodeid)
+        _log_test(self.config, item, reports)
         return True
 
     def missing(self) -> list[str]:
@@ -168,10 +182,10 @@ def stderr_tail(path: str, max_bytes: int = 8192) -> str:
         return ""
 
 
-def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, started: float | None,
-                 reason: str | None = None) -> None:
-    """Reports `item` as failed because its worker died while running it (or, with `reason`,
-    because its whole node was lost)."""
+def crash_reports(item, wid: str, pid: int, status: int, tail: str, started: float | None,
+                  reason: str | None = None) -> list:
+    """The reports (setup, call, teardown) of `item` failed because its worker died while
+    running it (or, with `reason`, because its whole node was lost)."""
     now = time.time()
     duration = max(0.0, now - started) if started else 0.0
     if reason is not None:
@@ -188,7 +202,7 @@ def replay_crash(config, item, wid: str, pid: int, status: int, tail: str, start
                    stop=now, **common),
         TestReport(outcome="passed", longrepr=None, when="teardown", duration=0.0, start=now, stop=now, **common),
     ]
-    _log_test(config, item, reports)
+    return reports
 
 
 def replay_arrived(results, outcomes: Outcomes, outcome: RunOutcome) -> None:

@@ -23,7 +23,7 @@ class SingleHostRun:
         self.items = session.items
         units = build_units(session.items, history)
         self.outcome = RunOutcome()
-        self.outcomes = Outcomes(session, self.outcome)
+        self.outcomes = Outcomes(session, self.outcome, rerun=self._rerun)
         self.stopping = False
         self.node = Supervisor(session, min(workers, len(units)), self._crashed)
         self.units = units
@@ -103,6 +103,10 @@ class SingleHostRun:
             return
         self.node.fs.progress()
         self._check_stop()
+        self.node.feed()
+
+    def _rerun(self, index: int) -> None:
+        self.node.pending.appendleft([index])
         self.node.feed()
 
     def _crashed(self, index: int, wid: str, pid: int, status: int, tail: str) -> None:

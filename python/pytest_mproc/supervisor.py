@@ -81,8 +81,8 @@ class Supervisor:
 
     def wind_down(self, pump) -> None:
         """The queue is done: workers finish their last unit and exit; `pump()` handles
-        messages meanwhile (True if it handled any). Workers still there after EXIT_GRACE are
-        killed."""
+        messages meanwhile (True if it handled any), and what they sent before they exited
+        (their plugins' output, statistics). Workers still there after EXIT_GRACE are killed."""
         self.tasks.close()
         self.fs.shutdown()  # no replacements; the server ends once its workers have
         deadline = time.monotonic() + EXIT_GRACE
@@ -97,6 +97,8 @@ class Supervisor:
             else:
                 time.sleep(nap)
                 nap = min(nap * 2, NAP_MAX)
+        while pump():
+            pass
 
     def kill(self) -> None:
         """Ctrl-C or a fatal error: no new test starts, every worker ends now."""

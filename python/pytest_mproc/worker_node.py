@@ -141,8 +141,6 @@ class NodeRun:
                 node.check_fork_server()
         # Closed by the bridge: the run is over, or the bridge failed (refused, main lost).
         node.wind_down(self._pump)
-        while self._pump():
-            pass
         node.results.close()  # the bridge sends what is left and says goodbye
         self.bridge.wait()
         self._check_bridge()
