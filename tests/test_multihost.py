@@ -569,3 +569,46 @@ def test_a_multi_host_run_reports_what_a_serial_run_reports(pytester, cluster):
     assert junit_cases(pytester.path / "multi.xml") == junit_cases(pytester.path / "serial.xml")
     assert "careful now" in text, "warnings summary"
     assert Counter(r[0] for r in ledger_rows(cluster.ledger)) == serial_runs, "every test ran once, as serially"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def test_a_node_that_stops_reading_is_lost_alone_and_the_others_finish(pytester, cluster):
+    # Node "stuck" has its bridge SIGSTOPped mid-run: it neither reads nor heartbeats. The
+    # coordinator sends to it without holding up anyone (a socket write under its lock used to
+    # stall every node); "healthy" is never declared lost and finishes the run; "stuck" is
+    # lost after the 10 s silence limit and what it held is re-queued or reported crashed.
+    pytester.makepyfile(test_slowish="""
+import time, pytest
+@pytest.mark.parametrize("i", range(60))
+def test_s(i):
+    time.sleep(0.1)
+""")
+    gate = {"MPROC_TEST_NODES": "healthy,stuck", "MPROC_TEST_NODES_DIR": str(cluster.path)}
+    main = cluster.main("-rA")
+    healthy = cluster.node("healthy", cores=2, env=gate)
+    stuck = cluster.node("stuck", cores=1, env=gate)
+    deadline = time.monotonic() + 60
+    while not any(r[1] == "stuck" for r in ledger_rows(cluster.ledger)) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the ledger for the node's first test, bounded
+    bridge = [p for p in _children(stuck.pid) if not _children(p)]
+    assert len(bridge) == 1, _children(stuck.pid)
+    os.kill(bridge[0], signal.SIGSTOP)
+    try:
+        main.wait()
+        assert healthy.wait() == 0, healthy.text()
+    finally:
+        os.kill(bridge[0], signal.SIGCONT)
+    text = main.text()
+    # Nodes are named host:pid of their pytest process.
+    lost = re.findall(r"lost node \S+:(\d+): (.*)", text)
+    assert lost == [(str(stuck.pid), "silent for 10 s")], text
+    counts = outcome_counts(text)
+    assert sum(counts.values()) == 60 and counts.get("failed", 0) <= 1  # at most the test it was running
+    for i in range(60):
+        assert len(re.findall(rf"^(PASSED|FAILED) test_slowish.py::test_s\[{i}\]", text, re.M)) == 1

@@ -36,14 +36,6 @@ impl Coordinator {
 
 #[pymethods]
 impl Coordinator {
-    /// Serves the queue on host:port (port 0: any free port) from this process.
-    #[staticmethod]
-    fn listen(host: &str, port: u16, token: &[u8], collection: Vec<String>, results: &Ring) -> PyResult<Coordinator> {
-        let c = CoreCoordinator::listen(&format!("{host}:{port}"), token.to_vec(), Some(collection), MainSink::Ring(results.ring.clone()))
-            .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
-        Ok(Coordinator::serving(c))
-    }
-
     /// Serves on an already listening socket (its fd is taken over).
     #[staticmethod]
     fn listen_fd(fd: i32, token: &[u8], collection: Vec<String>, results: &Ring) -> PyResult<Coordinator> {
