@@ -26,7 +26,7 @@ from . import _core, messages, xdist_protocol
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
-from .replay import Outcomes, RunOutcome, replay_arrived
+from .replay import Outcomes, RunOutcome, run_ended_by
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
 
@@ -83,10 +83,8 @@ class MultiHostRun:
         except BaseException as e:
             self.coord.stop()
             self._end_local_node(kill=True)
-            if isinstance(e, KeyboardInterrupt):
-                self.stopping = True
-                replay_arrived(self.results, self.outcomes, self.outcome)
-            e.run_outcome = self.outcome  # for the summary (see session.py)
+            self.stopping = True
+            run_ended_by(e, self.results, self.outcomes, self.outcome)
             raise
         finally:
             self.coord.close()

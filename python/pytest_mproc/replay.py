@@ -205,6 +205,15 @@ def crash_reports(item, wid: str, pid: int, status: int, tail: str, started: flo
     return reports
 
 
+def run_ended_by(e: BaseException, results, outcomes: Outcomes, outcome: RunOutcome) -> None:
+    """A run is ending by exception `e` (its workers already stopped): after Ctrl-C the results
+    that had arrived are replayed; the outcome travels with the exception for the summary
+    (session.py)."""
+    if isinstance(e, KeyboardInterrupt):
+        replay_arrived(results, outcomes, outcome)
+    e.run_outcome = outcome
+
+
 def replay_arrived(results, outcomes: Outcomes, outcome: RunOutcome) -> None:
     """After an interrupt (workers are gone): replays the results that had already arrived, so
     the partial summary counts every test that finished. Coordinator events are skipped."""

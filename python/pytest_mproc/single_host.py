@@ -10,7 +10,7 @@ import time
 
 from . import messages, xdist_protocol
 from .history import DurationHistory
-from .replay import Outcomes, RunOutcome, replay_arrived
+from .replay import Outcomes, RunOutcome, run_ended_by
 from .scheduling import build_units
 from .supervisor import NAP_MAX, NAP_MIN, Supervisor, SupervisorError
 from .verbose import log
@@ -44,10 +44,8 @@ class SingleHostRun:
                     f"pytest-mproc: {e}; {self.outcomes.remaining} tests have no result") from None
         except BaseException as e:
             node.kill()
-            if isinstance(e, KeyboardInterrupt):
-                self.stopping = True
-                replay_arrived(node.results, self.outcomes, self.outcome)
-            e.run_outcome = self.outcome  # for the summary (see session.py)
+            self.stopping = True
+            run_ended_by(e, node.results, self.outcomes, self.outcome)
             raise
         finally:
             self.outcome.fixture_errors += node.close()
