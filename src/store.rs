@@ -10,8 +10,10 @@
 //! Writers: any number of processes may `put` at once (on a worker node the node's supervisor
 //! publishes node fixtures while the bridge publishes global ones). They take turns on a
 //! writer lock word in the header that holds the writer's pid; a writer that died holding it
-//! is detected (its pid is gone) and the lock taken over. Readers never lock: an entry becomes
-//! visible with one release store of its state word, after its bytes are written.
+//! is detected (its pid is gone) and the lock taken over; a live holder that keeps it longer
+//! than a put can take (a damaged word naming some other live process) is an error after
+//! `DEFAULT_WRITER_WAIT`. Readers never lock: an entry becomes visible with one release store of
+//! its state word, after its bytes are written.
 //!
 //! Nothing read from the segment is trusted: `attach` checks the header against the file, and
 //! every entry's name length, offset and length are checked before they are followed.
@@ -40,6 +42,9 @@ const E_OFF: usize = 8;
 const E_LEN: usize = 16;
 const E_NAME: usize = 32;
 
+/// How long `put` waits for another live process's writer lock before it gives up.
+pub const DEFAULT_WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Store {
     // Field order: `mem` points into `seg`'s mapping, so it must not outlive it (it is Copy and
     // never handed out).
@@ -47,6 +52,7 @@ pub struct Store {
     seg: Segment,
     entries: usize,
     values_off: usize,
+    writer_wait: std::time::Duration,
 }
 
 fn values_off(entries: usize) -> Option<usize> {
@@ -62,7 +68,7 @@ impl Store {
         let seg = Segment::create(None, total)?;
         // SAFETY: the mapping is `seg.len()` bytes and `seg` is kept in the store beside `mem`.
         let mem = unsafe { Shm::new(seg.base(), seg.len()) };
-        let s = Store { mem, seg, entries, values_off };
+        let s = Store { mem, seg, entries, values_off, writer_wait: DEFAULT_WRITER_WAIT };
         s.mem.a64(H_ENTRIES).store(entries as u64, Ordering::Relaxed);
         s.mem.a64(H_TOTAL).store(total as u64, Ordering::Relaxed);
         s.mem.a64(H_NEXT_FREE).store(values_off as u64, Ordering::Relaxed);
@@ -86,11 +92,16 @@ impl Store {
         let Some(values_off) = values_off.filter(|&v| v as u64 <= total && total <= seg.len() as u64) else {
             return Err(bad(format!("{entries} entries and {total} bytes do not fit a {}-byte file", seg.len())));
         };
-        Ok(Store { mem, seg, entries: entries as usize, values_off })
+        Ok(Store { mem, seg, entries: entries as usize, values_off, writer_wait: DEFAULT_WRITER_WAIT })
     }
 
     pub fn path(&self) -> &Path {
         self.seg.path()
+    }
+
+    /// How long `put` waits for another live writer (tests and the fuzzer shorten it).
+    pub fn set_writer_wait(&mut self, wait: std::time::Duration) {
+        self.writer_wait = wait;
     }
 
     /// Closes this process's descriptor of the segment (see `Segment::close_fd`).
@@ -111,7 +122,7 @@ impl Store {
         if name.len() > NAME_MAX {
             return Err(Error::KeyTooLong { len: name.len(), max: NAME_MAX });
         }
-        let _writer = WriterLock::take(self.mem.a32(H_WRITER));
+        let _writer = WriterLock::take(self.mem.a32(H_WRITER), self.writer_wait)?;
         if self.find(name).is_some() {
             return Err(Error::DuplicateKey(name.to_string()));
         }
@@ -181,14 +192,21 @@ struct WriterLock<'a> {
 }
 
 impl<'a> WriterLock<'a> {
-    fn take(word: &'a AtomicU32) -> WriterLock<'a> {
+    fn take(word: &'a AtomicU32, wait: std::time::Duration) -> Result<WriterLock<'a>> {
         let me = std::process::id();
+        let deadline = std::time::Instant::now() + wait;
         let mut spins = 0u32;
         loop {
             let holder = word.load(Ordering::Acquire);
             let free = holder == 0 || !process_alive(holder);
             if free && word.compare_exchange(holder, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                return WriterLock { word, me };
+                return Ok(WriterLock { word, me });
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Corrupt(format!(
+                    "the fixture store's writer lock has been held by process {holder} for {} s",
+                    wait.as_secs_f64()
+                )));
             }
             // Writes are rare (a fixture value each) and short: back off, do not sleep on it.
             spins += 1;

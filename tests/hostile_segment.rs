@@ -168,3 +168,19 @@ fn cells_far_ahead_of_the_counters_do_not_spin_forever() {
     assert!(matches!(r.try_push(b"x"), Err(Error::Full)));
     assert!(r.try_pop().unwrap().is_none());
 }
+
+#[test]
+fn a_writer_lock_held_by_another_live_process_is_an_error_not_a_hang() {
+    // Fuzzer finding (store_segment): a damaged writer-lock word naming a live process (here
+    // pid 1, which never writes to the store) made every put wait forever.
+    let s = Store::create(4, 1 << 20).unwrap();
+    let copy = named("store-lock");
+    std::fs::copy(s.path(), &copy).unwrap();
+    scribble(&copy, 192, &1u32.to_le_bytes());
+    let mut other = Store::attach(&copy).unwrap();
+    other.set_writer_wait(std::time::Duration::from_millis(50));
+    let e = other.put("k", b"v").unwrap_err();
+    assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+    assert!(e.to_string().contains("held by process 1"), "{e}");
+    std::fs::remove_file(&copy).unwrap();
+}

@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         let off = u16::from_le_bytes([w[0], w[1]]) as u64 % len.min(8192);
         let _ = file.write_all_at(&w[2..10], off);
     }
-    if let Ok(other) = Store::attach(&path) {
+    if let Ok(mut other) = Store::attach(&path) {
+        // A damaged writer-lock word naming a live process makes put wait this long, then fail.
+        other.set_writer_wait(std::time::Duration::from_millis(1));
         for name in other.names() {
             if let Some(v) = other.get(&name) {
                 assert!(v.len() as u64 <= len);
