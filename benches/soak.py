@@ -180,8 +180,9 @@ def multi_round(rng: random.Random, work: Path, n: int) -> dict:
 
 
 def shm_files() -> set[str]:
+    """Files in /dev/shm, but for the project's own fuzzer's (scripts/fuzz.sh may run beside)."""
     try:
-        return set(os.listdir("/dev/shm"))
+        return {f for f in os.listdir("/dev/shm") if not f.startswith("ptm-fuzz-")}
     except OSError:
         return set()
 
