@@ -26,7 +26,7 @@ from . import _core, messages, xdist_protocol
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
-from .replay import Outcomes, RunOutcome, run_ended_by
+from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
 
@@ -202,6 +202,8 @@ class MultiHostRun:
             self._on_result(msg[2], msg[3], msg[4], msg[5])
         elif kind == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
+        elif kind == messages.HANG_REPORT:
+            print_report(self.config, "pytest-mproc hang report", msg[1])
         elif kind == messages.WORKER_OUTPUT:
             error = xdist_protocol.node_down(self.config, msg[1], msg[2], msg[3], None)
             if error:

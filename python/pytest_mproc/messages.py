@@ -10,6 +10,7 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("I", wid, text)                                    an internal error in a worker
   ("F", wid, cpu_seconds, max_rss_kb, pss_kb)         a worker finished its loop (statistics)
   ("O", wid, workerinput, workeroutput)               a worker's xdist-protocol output, at its end
+  ("H", text)                                         a hang report made on a worker node
   ("K", wid, index, [serialized reports], repr)       a test raised KeyboardInterrupt it did not
                                                       catch (repr: the pickled ExceptionRepr)
 
@@ -33,6 +34,7 @@ INTERNAL = "I"
 FINISHED = "F"
 INTERRUPTED = "K"
 WORKER_OUTPUT = "O"
+HANG_REPORT = "H"
 
 
 def is_event(data: bytes) -> bool:

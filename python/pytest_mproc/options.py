@@ -94,6 +94,15 @@ def addoption(parser: pytest.Parser) -> None:
         help="multi-host: how long a worker node keeps trying to reach the main (default 30)",
     )
     group.addoption(
+        "--mproc-hang-report",
+        dest="mproc_hang_report",
+        metavar="SECONDS",
+        type=float,
+        default=300.0,
+        help="when a test has run this long, print once which worker runs it and that worker's "
+        "Python stack, without stopping it (default 300; 0: never)",
+    )
+    group.addoption(
         "--mproc-node-wait",
         dest="mproc_node_wait",
         metavar="SECONDS",

@@ -68,6 +68,8 @@ class RunOutcome:
     node_notes: list = field(default_factory=list)
     # A test's uncaught KeyboardInterrupt, as pytest's terminal reporter shows it.
     interrupt_repr: object = None
+    # Tests that were running when the run was interrupted (cut off, no result).
+    cut_off: list = field(default_factory=list)
 
 
 class Outcomes:
@@ -180,6 +182,19 @@ def stderr_tail(path: str, max_bytes: int = 8192) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def print_report(config, title: str, text: str) -> None:
+    """A report in the middle of the run's output (hang reports), on its own lines."""
+    import sys
+
+    tr = config.pluginmanager.getplugin("terminalreporter")
+    if tr is None:
+        sys.stderr.write(f"{title}\n{text}\n")
+        return
+    tr.ensure_newline()
+    tr.write_sep("-", title, yellow=True)
+    tr.write_line(text)
 
 
 def crash_reports(item, wid: str, pid: int, status: int, tail: str, started: float | None,

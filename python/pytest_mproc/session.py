@@ -95,6 +95,9 @@ class MprocSession:
         for text in self.outcome.fixture_errors:
             terminalreporter.write_sep("=", "pytest-mproc fixture teardown error", red=True)
             terminalreporter.write_line(text.rstrip())
+        if self.outcome.cut_off:
+            terminalreporter.write_line(
+                f"pytest-mproc: interrupted while running (no result): {', '.join(self.outcome.cut_off)}", yellow=True)
         for note in self.outcome.node_notes:
             terminalreporter.write_line(f"pytest-mproc: {note}", yellow=True)
         if self.outcome.not_run:

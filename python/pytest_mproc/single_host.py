@@ -9,8 +9,9 @@ import os
 import time
 
 from . import messages, xdist_protocol
+from .hang_report import HangWatch, SigquitFlag
 from .history import DurationHistory
-from .replay import Outcomes, RunOutcome, run_ended_by
+from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .scheduling import build_units
 from .supervisor import NAP_MAX, NAP_MIN, Supervisor, SupervisorError
 from .verbose import log
@@ -27,11 +28,15 @@ class SingleHostRun:
         self.stopping = False
         self.node = Supervisor(session, min(workers, len(units)), self._crashed)
         self.units = units
+        self.watch = HangWatch(self.node, self.config.getoption("mproc_hang_report"),
+                               lambda text: print_report(self.config, "pytest-mproc hang report", text))
+        self.sigquit = SigquitFlag()
 
     def execute(self) -> RunOutcome:
         node = self.node
         node.start(self.units)
         t0, w0 = time.process_time(), time.monotonic()
+        self.sigquit.install()
         try:
             try:
                 self._setup_fixtures()
@@ -43,11 +48,14 @@ class SingleHostRun:
                 raise self.session.Interrupted(
                     f"pytest-mproc: {e}; {self.outcomes.remaining} tests have no result") from None
         except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                self.outcome.cut_off = self.watch.report_all("the run was interrupted")
             node.kill()
             self.stopping = True
             run_ended_by(e, node.results, self.outcomes, self.outcome)
             raise
         finally:
+            self.sigquit.uninstall()
             self.outcome.fixture_errors += node.close()
         self.outcome.not_run = self.outcomes.remaining
         self._write_stats(cpu, wall)
@@ -91,6 +99,9 @@ class SingleHostRun:
                 nap = NAP_MIN
                 continue
             self.node.check_fork_server()
+            self.watch.check()
+            if self.sigquit.take():
+                self.watch.report_all("SIGQUIT")
             # The main naps rather than sleeping on the results ring's futex: a futex wake per
             # result would cost every worker a syscall and preempt one to replay a single test.
             time.sleep(nap)

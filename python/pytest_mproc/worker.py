@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from . import _core, fixtures, messages, serial_state, xdist_protocol
+from .hang_report import DUMP_SIGNAL
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
 from .tmpdirs import give_worker_its_own_basetemp
@@ -125,6 +126,8 @@ def _point_faulthandler_at_stderr(config) -> None:
     else:  # faulthandler plugin disabled (-p no:faulthandler): one descriptor of our own
         fd = os.dup(2)
     faulthandler.enable(file=fd, all_threads=True)
+    # The supervisor asks for this worker's stack with DUMP_SIGNAL (hang_report.py).
+    faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True)
 
 
 # Header word of the tasks ring counting failed tests over all workers (for -x / --maxfail).

@@ -17,6 +17,7 @@ from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import NODE
 from .replay import RunOutcome, describe_status
+from .hang_report import HangWatch
 from .supervisor import Supervisor, SupervisorError
 from .verbose import log
 
@@ -43,6 +44,9 @@ class NodeRun:
         self.node = Supervisor(session, workers, self._crashed, remote_global=self._wait_global,
                                separate_control=True, name=self.name)
         self.bridge: Child | None = None
+        # Hang reports go to the main, which prints them.
+        self.watch = HangWatch(self.node, session.config.getoption("mproc_hang_report"),
+                               lambda text: self.node.results.push(messages.encode((messages.HANG_REPORT, text))))
 
     def execute(self) -> RunOutcome:
         """Runs the node until the main says the run is over; NodeError if it cannot."""
@@ -137,6 +141,7 @@ class NodeRun:
                 continue
             self._check_bridge()
             node.feed()
+            self.watch.check()
             if not node.tasks.closed:
                 node.check_fork_server()
         # Closed by the bridge: the run is over, or the bridge failed (refused, main lost).
