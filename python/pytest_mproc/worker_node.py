@@ -132,6 +132,12 @@ class NodeRun:
         self.node.handle(messages.decode(data))
         return True
 
+    def _pump_or_check_bridge(self) -> bool:
+        if self._pump():
+            return True
+        self._check_bridge()
+        return False
+
     def _supervise(self) -> None:
         """Handles worker life-cycle messages until the bridge closes the queue (the run is
         over), lets the workers finish, then lets the bridge send the last results."""
@@ -144,8 +150,9 @@ class NodeRun:
             self.watch.check()
             if not node.tasks.closed:
                 node.check_fork_server()
-        # Closed by the bridge: the run is over, or the bridge failed (refused, main lost).
-        node.wind_down(self._pump)
+        # Closed by the bridge: the run is over, or the bridge failed (refused, main lost); in
+        # that case the workers are killed at once rather than let finish their tests.
+        node.wind_down(self._pump_or_check_bridge)
         node.results.close()  # the bridge sends what is left and says goodbye
         self.bridge.wait()
         self._check_bridge()
