@@ -71,3 +71,25 @@ def test_ctrl_c_stops_everything(pytester):
     assert "1 passed" in text  # the partial summary
     assert _wait_for(lambda: not _processes_with(token), 5), _processes_with(token)
     assert set(os.listdir("/dev/shm")) <= shm_before
+
+
+def test_ctrl_c_while_a_result_is_handled_is_raised_after_it():
+    # The main's guard: a result popped from the ring is replayed completely before Ctrl-C
+    # takes effect, so the partial summary never loses it.
+    from pytest_mproc.interrupt_guard import InterruptGuard
+
+    guard = InterruptGuard()
+    guard.install()
+    try:
+        handled = []
+        with pytest.raises(KeyboardInterrupt):
+            with guard.handling():
+                os.kill(os.getpid(), signal.SIGINT)
+                handled.append("the rest of the message")
+        assert handled == ["the rest of the message"]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # interrupted at once outside handling (the signal arrives first)
+    finally:
+        guard.uninstall()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

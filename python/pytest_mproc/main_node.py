@@ -26,6 +26,7 @@ from . import _core, messages, xdist_protocol
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
+from .interrupt_guard import InterruptGuard
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
@@ -78,6 +79,8 @@ class MultiHostRun:
                 raise self.session.Interrupted(f"pytest-mproc: {e}") from None
             where = f"the coordinator at {self.host_name}:{self.port}"
         self._announce(where)
+        self.guard = InterruptGuard()
+        self.guard.install()
         try:
             self._run()
         except BaseException as e:
@@ -87,6 +90,7 @@ class MultiHostRun:
             run_ended_by(e, self.results, self.outcomes, self.outcome)
             raise
         finally:
+            self.guard.uninstall()
             self.coord.close()
             self.outcome.fixture_errors += self.fixtures.teardown()
         self.outcome.not_run = self.outcomes.remaining
@@ -161,9 +165,10 @@ class MultiHostRun:
             self._drain()
         alone_since = time.monotonic() if not self.nodes else None
         while self.outcomes.remaining and not (self.stopping and not self.nodes):
-            data = self.results.pop(timeout=0.1)
-            if data is not None:
-                self._handle(data)
+            with self.guard.handling():
+                data = self.results.pop(timeout=0.1)
+                if data is not None:
+                    self._handle(data)
             if self.nodes:
                 alone_since = None
             elif alone_since is None:

@@ -10,6 +10,7 @@ import time
 
 from . import messages, xdist_protocol
 from .hang_report import HangWatch, SigquitFlag
+from .interrupt_guard import InterruptGuard
 from .history import DurationHistory
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .scheduling import build_units
@@ -31,12 +32,14 @@ class SingleHostRun:
         self.watch = HangWatch(self.node, self.config.getoption("mproc_hang_report"),
                                lambda text: print_report(self.config, "pytest-mproc hang report", text))
         self.sigquit = SigquitFlag()
+        self.guard = InterruptGuard()
 
     def execute(self) -> RunOutcome:
         node = self.node
         node.start(self.units)
         t0, w0 = time.process_time(), time.monotonic()
         self.sigquit.install()
+        self.guard.install()
         try:
             try:
                 self._setup_fixtures()
@@ -55,6 +58,7 @@ class SingleHostRun:
             run_ended_by(e, node.results, self.outcomes, self.outcome)
             raise
         finally:
+            self.guard.uninstall()
             self.sigquit.uninstall()
             self.outcome.fixture_errors += node.close()
         self.outcome.not_run = self.outcomes.remaining
@@ -76,10 +80,14 @@ class SingleHostRun:
 
     def _pump(self) -> bool:
         """Handles one message from the results ring; False if there was none."""
-        data = self.node.results.try_pop()
-        if data is None:
-            return False
-        msg = messages.decode(data)
+        with self.guard.handling():
+            data = self.node.results.try_pop()
+            if data is None:
+                return False
+            self._handle(messages.decode(data))
+        return True
+
+    def _handle(self, msg: tuple) -> None:
         if msg[0] == messages.RESULT:
             self._on_result(msg[2], msg[3], msg[4], msg[5])
         elif msg[0] == messages.INTERRUPTED:
@@ -90,7 +98,6 @@ class SingleHostRun:
                 self.outcome.node_notes.append(error)
         else:
             self.node.handle(msg)
-        return True
 
     def _loop(self) -> None:
         nap = NAP_MIN
