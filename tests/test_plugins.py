@@ -446,3 +446,31 @@ def test_handlecrashitem_can_run_a_crashed_test_again(python, tmp_path):
                                   "        os.kill(os.getpid(), signal.SIGKILL)\n"})
     run = pytest_in(python, tmp_path, "--cores", "1", env={"CRASH_DIR": str(tmp_path)})
     assert run.summary == "1 passed, 1 rerun", run.out
+
+
+def test_timeout_rerun_hypothesis_benchmark_through_the_bridge(python, tmp_path):
+    write(tmp_path, {
+        "test_to.py": "import time, pytest\n@pytest.mark.timeout(1)\ndef test_slow():\n    time.sleep(30)\n",
+        "test_rr.py": RERUN,
+        "test_hyp.py": "from hypothesis import given, strategies as st\n"
+                       "@given(st.integers())\ndef test_int(x):\n    assert isinstance(x, int)\n",
+        "test_bench.py": "def test_sum(benchmark):\n    benchmark(sum, range(50))\n",
+    })
+    args = ("-rA", "--hypothesis-show-statistics", "--benchmark-max-time=0.05")
+    (tmp_path / "s").mkdir(), (tmp_path / "m").mkdir()
+    serial = pytest_in(python, tmp_path, *args, env={"RR_DIR": str(tmp_path / "s")})
+    cluster = Cluster(tmp_path, "ab" * 16, python=python)
+    try:
+        main = cluster.main(*args, "-p", "no:randomly", env={"RR_DIR": str(tmp_path / "m")})
+        node = cluster.node("a", "-p", "no:randomly", cores=2, env={"RR_DIR": str(tmp_path / "m")})
+        assert main.wait() == 1, main.text()
+        assert node.wait() == 0, node.text()
+        multi = Run(subprocess.CompletedProcess([], 1, main.text(), ""))
+    finally:
+        cluster.close()
+    assert serial.summary.endswith(", 1 rerun"), serial.out
+    assert multi.summary == serial.summary, (serial.short(), multi.short())
+    assert multi.short() == serial.short()
+    assert "Failed: Timeout (>1.0s) from pytest-timeout" in multi.out
+    assert "test_hyp.py::test_int:" in multi.section("Hypothesis Statistics")
+    assert re.search(r"^test_sum\s", multi.out, re.M), "the benchmark table"
