@@ -8,70 +8,43 @@
 //!   RUSTFLAGS="--cfg loom" cargo test --release --test loom_lease
 #![cfg(loom)]
 
+mod loom_common;
+
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use mproc_core::protocol::{self, Claim, Read, RingMem};
-use mproc_core::state::pack;
+use loom_common::{model, HeapRing};
+use mproc_core::protocol::{self, Claim};
 
 const HELD_NONE: u32 = u32::MAX;
 
+/// A two-cell ring and the dying consumer's lease entry.
 struct Model {
-    cap: u64,
-    enq: AtomicU64,
-    deq: AtomicU64,
-    states: Vec<AtomicU64>,
-    payload: Vec<UnsafeCell<u64>>,
-    // The dying consumer's lease entry.
+    ring: HeapRing,
     held_len: AtomicU32,
     held_pos: AtomicU64,
     held: UnsafeCell<u64>,
 }
 
-impl RingMem for Model {
-    fn cap(&self) -> u64 {
-        self.cap
-    }
-    fn enq(&self) -> &AtomicU64 {
-        &self.enq
-    }
-    fn deq(&self) -> &AtomicU64 {
-        &self.deq
-    }
-    fn state(&self, idx: usize) -> &AtomicU64 {
-        &self.states[idx]
-    }
-}
-
 impl Model {
     fn new() -> Model {
         Model {
-            cap: 2,
-            enq: AtomicU64::new(0),
-            deq: AtomicU64::new(0),
-            states: (0..2).map(|i| AtomicU64::new(pack(i, 0))).collect(),
-            payload: (0..2).map(|_| UnsafeCell::new(0)).collect(),
+            ring: HeapRing::new(2),
             held_len: AtomicU32::new(HELD_NONE),
             held_pos: AtomicU64::new(0),
             held: UnsafeCell::new(0),
         }
     }
-    fn push(&self, me: u32, v: u64) -> bool {
-        protocol::try_push(self, me, |idx, _| self.payload[idx].with_mut(|p| unsafe { *p = v }))
-    }
-    fn pop(&self, me: u32) -> Option<u64> {
-        protocol::try_pop(self, me, |idx, _| Read::Item(self.payload[idx].with(|p| unsafe { *p })))
-    }
 }
 
 /// Steps of the dying consumer, in pop_inner's order. It dies after `steps` of them.
 fn leased_pop_then_die(m: &Model, me: u32, steps: u32) -> Option<u64> {
-    let Some((idx, pos)) = protocol::claim_pop(m, me) else { return None };
+    let Some((idx, pos)) = protocol::claim_pop(&m.ring, me) else { return None };
     if steps == 0 {
         return None;
     }
-    let v = m.payload[idx].with(|p| unsafe { *p });
+    let v = m.ring.payload[idx].with(|p| unsafe { *p });
     // Leases::hold: position and copy first, then the length word publishes the copy.
     m.held_pos.store(pos, Ordering::Relaxed);
     m.held.with_mut(|p| unsafe { *p = v });
@@ -79,7 +52,7 @@ fn leased_pop_then_die(m: &Model, me: u32, steps: u32) -> Option<u64> {
     if steps == 1 {
         return None;
     }
-    protocol::release(m, idx, pos);
+    protocol::release(&m.ring, idx, pos);
     if steps == 2 {
         return None;
     }
@@ -98,10 +71,10 @@ fn heal(m: &Model, dead: u32) -> Vec<u64> {
         back.push(m.held.with(|p| unsafe { *p }));
         m.held_len.store(HELD_NONE, Ordering::Release);
     }
-    protocol::heal(m, dead, |c| match c {
+    protocol::heal(&m.ring, dead, |c| match c {
         Claim::Consumed { idx, pos } => {
             if held_pos != Some(pos) {
-                back.push(m.payload[idx].with(|p| unsafe { *p }));
+                back.push(m.ring.payload[idx].with(|p| unsafe { *p }));
             }
         }
         Claim::Producing { .. } => panic!("the dead process was not producing"),
@@ -110,24 +83,20 @@ fn heal(m: &Model, dead: u32) -> Vec<u64> {
 }
 
 fn check(steps: u32) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    b.check(move || {
+    model(move || {
         let m = Arc::new(Model::new());
-        assert!(m.push(1, 100));
+        assert!(m.ring.push(1, 100));
         let dying = {
             let m = m.clone();
             thread::spawn(move || leased_pop_then_die(&m, 7, steps))
         };
         let producer = {
             let m = m.clone();
-            thread::spawn(move || m.push(1, 200))
+            thread::spawn(move || m.ring.push(1, 200))
         };
         let consumer = {
             let m = m.clone();
-            thread::spawn(move || m.pop(2))
+            thread::spawn(move || m.ring.pop(2))
         };
         let done_by_dying = dying.join().unwrap();
         // The supervisor heals once the process is reaped, while the others still run.
@@ -136,7 +105,7 @@ fn check(steps: u32) {
         let mut got: Vec<u64> = consumer.join().unwrap().into_iter().collect();
         got.extend(done_by_dying);
         got.extend(back);
-        while let Some(v) = m.pop(3) {
+        while let Some(v) = m.ring.pop(3) {
             got.push(v);
         }
         got.sort();

@@ -4,7 +4,10 @@
 //!   RUSTFLAGS="--cfg loom" cargo test --release --test loom_wakeup
 #![cfg(loom)]
 
+mod loom_common;
+
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use loom_common::model;
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use mproc_core::wakeup::{Futex, Wait, WaitPair};
@@ -46,13 +49,6 @@ impl Cond {
     }
 }
 
-fn model<F: Fn() + Sync + Send + 'static>(f: F) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    b.check(f);
-}
 
 /// The ring's blocking pop: read the epoch, try, sleep unless ready; the producer: make the
 /// item visible, notify.
