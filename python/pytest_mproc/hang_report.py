@@ -37,11 +37,13 @@ class HangWatch:
         self.reported: set[tuple[int, int, int]] = set()
         self.next_check = 0.0
 
+    def _wid(self, pid: int) -> str:
+        return next((wid for wid, p in self.node.live.items() if p == pid), f"pid {pid}")
+
     def running(self) -> list[tuple[str, int, int, float]]:
         """(worker id, pid, test index, seconds running) for each running test."""
         now = _core.monotonic_ns()
-        wids = {pid: wid for wid, pid in self.node.live.items()}
-        return [(wids.get(pid, f"pid {pid}"), pid, key, (now - started) / 1e9)
+        return [(self._wid(pid), pid, key, (now - started) / 1e9)
                 for _slot, pid, key, started in self.node.tasks.leases() if key is not None]
 
     def check(self) -> None:
@@ -54,8 +56,7 @@ class HangWatch:
             if key is None or now - started < self.after_ns or (pid, key, started) in self.reported:
                 continue
             self.reported.add((pid, key, started))
-            wids = {p: w for w, p in self.node.live.items()}
-            self.emit(self.report(wids.get(pid, f"pid {pid}"), pid, key, (now - started) / 1e9))
+            self.emit(self.report(self._wid(pid), pid, key, (now - started) / 1e9))
 
     def report_all(self, why: str) -> list[str]:
         """Reports every running test (SIGQUIT, Ctrl-C); returns their node ids."""

@@ -87,13 +87,19 @@ class Outcomes:
         self.crashed = outcome.crashed
         self.decode = report_decoder(self.config)
 
+    def _settle(self, index: int) -> bool:
+        """Marks test `index` as having its result; False if it already had one."""
+        if self.done[index]:
+            return False
+        self.done[index] = 1
+        self.remaining -= 1
+        return True
+
     def interrupted(self, msg: tuple, outcome: RunOutcome, raise_it: bool = True) -> None:
         """A test raised KeyboardInterrupt that it did not catch (messages.INTERRUPTED): its
         reports so far are replayed and, as in a serial run, the whole run is interrupted."""
         _, _wid, index, report_dicts, repr_bytes = msg
-        if not self.done[index]:
-            self.done[index] = 1
-            self.remaining -= 1
+        if self._settle(index):
             item = self.items[index]
             _log_test(self.config, item, [self.decode(d) for d in report_dicts], finished=False)
         try:
@@ -105,10 +111,8 @@ class Outcomes:
 
     def result(self, index: int, report_dicts: list, warning_tuples: list, location: tuple) -> bool:
         """Replays a test's reports; False if it already had a result."""
-        if self.done[index]:
+        if not self._settle(index):
             return False
-        self.done[index] = 1
-        self.remaining -= 1
         replay_result(self.config, self.items[index], report_dicts, warning_tuples, location, self.decode)
         return True
 
@@ -127,8 +131,7 @@ class Outcomes:
             _log_test(self.config, item, reports)  # the plugin marked the report (e.g. "rerun")
             self.rerun(index)
             return False
-        self.done[index] = 1
-        self.remaining -= 1
+        self._settle(index)
         self.crashed.append(item.nodeid)
         _log_test(self.config, item, reports)
         return True

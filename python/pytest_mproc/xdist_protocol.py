@@ -10,7 +10,8 @@ support xdist work under `--cores` unchanged:
   is a copy of the main) and `pytest_testnodedown(node, error)` when it has ended, with
   `node.workeroutput`, `node.workerinput`, `node.gateway.id` and `node.config`;
   `pytest_handlecrashitem(crashitem, report, sched)` for a test that crashed its worker;
-- the `worker_id` and `testrun_uid` fixtures (xdist's own when it is installed).
+- the `worker_id` and `testrun_uid` fixtures (the same as xdist's: whichever pytest picks
+  when both are there, they agree).
 """
 
 from __future__ import annotations
