@@ -6,6 +6,7 @@
 //! `prefetch`.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod deploy;
 pub mod link;
 pub mod prefetch;
 pub mod run;

@@ -14,10 +14,12 @@ from . import data, fixtures, orchestration
 from .auth import set_user_defined_auth_token
 from .grouping import DEFAULT_PRIORITY, GroupTag, TestExecutionConstraint, group, priority
 from .ports import set_user_defined_port_alloc
+from .settings import Settings
 
 __all__ = [
     "DEFAULT_PRIORITY",
     "GroupTag",
+    "Settings",
     "TestExecutionConstraint",
     "data",
     "fixtures",

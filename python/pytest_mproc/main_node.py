@@ -33,7 +33,7 @@ from .worker_node import WORKER_DIED, NodeRun
 
 class MultiHostRun:
     def __init__(self, session, entries: list, host: str, port: int, local_workers: int,
-                 token: bytes, token_generated: bool) -> None:
+                 token: bytes, token_generated: bool, fleet=None) -> None:
         self.session = session
         self.config = session.config
         self.items = session.items
@@ -43,6 +43,8 @@ class MultiHostRun:
         self.local_workers = local_workers
         self.token = token
         self.token_generated = token_generated
+        # --remote-worker: the hosts this main deploys to and starts (fleet.py).
+        self.fleet = fleet
         self.node_wait = self.config.getoption("mproc_node_wait")
         self.connect_timeout = self.config.getoption("mproc_connect_timeout")
         self.outcome = RunOutcome()
@@ -81,8 +83,12 @@ class MultiHostRun:
         self._announce(where)
         self.guard = InterruptGuard()
         self.guard.install()
+        stopped = True
         try:
+            if self.fleet is not None:
+                self.fleet.start(self.host_name, self.coord.port or self.port)
             self._run()
+            stopped = False
         except BaseException as e:
             self.coord.stop()
             self._end_local_node(kill=True)
@@ -91,6 +97,8 @@ class MultiHostRun:
             raise
         finally:
             self.guard.uninstall()
+            if self.fleet is not None:
+                self.fleet.end(stopped)
             self.coord.close()
             self.outcome.fixture_errors += self.fixtures.teardown()
         self.outcome.not_run = self.outcomes.remaining
@@ -111,7 +119,7 @@ class MultiHostRun:
     def _announce(self, where: str) -> None:
         tr = self.config.pluginmanager.getplugin("terminalreporter")
         lines = [f"pytest-mproc: main node serving {len(self.items)} tests on {where}"]
-        if self.token_generated:
+        if self.token_generated and self.fleet is None:  # a fleet's hosts get it over ssh
             lines.append(f"pytest-mproc: worker nodes need PTMPROC_AUTH_TOKEN={self.token.hex()}")
         for line in lines:
             if tr is not None:
@@ -169,7 +177,13 @@ class MultiHostRun:
                 data = self.results.pop(timeout=0.1)
                 if data is not None:
                     self._handle(data)
-            if self.nodes:
+            deploying = False
+            if self.fleet is not None:
+                self.fleet.poll()
+                deploying = self.fleet.pending()
+                if not deploying and not self.nodes and not self.fleet.running():
+                    self._give_up("no host of --remote-worker could take part")
+            if self.nodes or deploying:
                 alone_since = None
             elif alone_since is None:
                 alone_since = time.monotonic()
@@ -275,9 +289,8 @@ class MultiHostRun:
             log(f"re-queueing {sum(len(e) for e in entries)} units of lost node {ev['name']}")
             self.coord.submit(entries, front=True)
 
-    def _give_up(self) -> None:
+    def _give_up(self, why: str | None = None) -> None:
         missing = self.outcomes.missing()
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise self.session.Interrupted(
-            f"pytest-mproc: no worker node connected for {self.node_wait:g} s; "
-            f"{len(missing)} tests not run: {shown}")
+        why = why or f"no worker node connected for {self.node_wait:g} s"
+        raise self.session.Interrupted(f"pytest-mproc: {why}; {len(missing)} tests not run: {shown}")

@@ -86,6 +86,34 @@ def addoption(parser: pytest.Parser) -> None:
         help="multi-host: be a worker node of the main at HOST:PORT, running --cores N workers",
     )
     group.addoption(
+        "--remote-worker",
+        dest="mproc_remote_workers",
+        metavar="HOST[:PORT][;key=value...]|FILE",
+        action="append",
+        default=[],
+        help="fleet run: deploy the project over ssh to this host and run a worker node there "
+        "(repeatable), or to every host of a file of JSON lines; see docs/fleet.md",
+    )
+    group.addoption(
+        "--project_structure",
+        "--project-structure",
+        dest="mproc_project_structure",
+        metavar="PATH",
+        default=None,
+        help="fleet run: the project definition (JSON) saying what to ship to the hosts "
+        "(default: ./ptmproc_project.cfg)",
+    )
+    group.addoption(
+        "--mproc-ssh-config",
+        dest="mproc_ssh_config",
+        metavar="FILE",
+        default=None,
+        help="fleet run: ssh configuration file to use instead of ~/.ssh/config (ssh -F)",
+    )
+    # Set by the main on the hosts of a fleet run, not by users.
+    group.addoption("--mproc-selection", dest="mproc_selection", default=None, help=argparse_suppress())
+    group.addoption("--mproc-node-name", dest="mproc_node_name", default=None, help=argparse_suppress())
+    group.addoption(
         "--mproc-connect-timeout",
         dest="mproc_connect_timeout",
         metavar="SECONDS",
@@ -111,6 +139,12 @@ def addoption(parser: pytest.Parser) -> None:
         help="multi-host: how long the main waits while no worker node is connected before it "
         "ends the run with the tests not run (default 60)",
     )
+
+
+def argparse_suppress() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
 
 
 def parse_address(value: str, option: str, need_port: bool = True) -> tuple[str, int]:

@@ -22,6 +22,18 @@ def pytest_collection_finish(session) -> None:
     fixtures.validate()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(session, config, items):
+    """On a fleet host: exactly the main's selection, in its order (selection.py)."""
+    result = yield
+    path = config.getoption("mproc_selection", None)
+    if path:
+        from . import selection
+
+        selection.apply(config, items, path)
+    return result
+
+
 def pytest_addhooks(pluginmanager) -> None:
     from . import newhooks, xdist_protocol
 
@@ -50,11 +62,24 @@ def pytest_configure(config: pytest.Config) -> None:
     cores = config.getoption("mproc_cores")
     as_main = config.getoption("mproc_as_main")
     as_worker = config.getoption("mproc_as_worker")
-    if cores is None and as_main is None and as_worker is None:
+    remote_workers = config.getoption("mproc_remote_workers")
+    if cores is None and as_main is None and as_worker is None and not remote_workers:
         return
     try:
         workers = options.parse_cores(cores) if cores is not None else 0
+        fleet = None
+        if remote_workers:
+            from . import fleet as fleet_mode
+
+            if as_worker is not None:
+                raise ValueError("--remote-worker and --as-worker cannot be combined: --remote-worker is for the main")
+            fleet = fleet_mode.configure(config, remote_workers, as_main, cores)
+            # --cores N is per remote host; the main itself runs no workers.
+            workers = 0
+            as_main = as_main or "127.0.0.1"
         multihost = _multihost(as_main, as_worker, workers)
+        if fleet is not None:
+            multihost = multihost + (fleet,)
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
     if getattr(config.option, "numprocesses", None) not in (None, 0):

@@ -16,12 +16,13 @@ from .replay import RunOutcome
 class MprocSession:
     def __init__(self, config, workers: int, multihost=None) -> None:
         """`multihost`: None for a single-host run, else ("main" | "worker", host, port, token,
-        token_generated) (see plugin.py)."""
+        token_generated[, fleet]) (see plugin.py; `fleet`: a FleetSetup for --remote-worker)."""
         self.config = config
         self.workers = workers
         self.multihost = multihost
         self.history = DurationHistory(config)
         self.outcome = RunOutcome()
+        self.fleet = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -48,13 +49,17 @@ class MprocSession:
             from .single_host import SingleHostRun
 
             return SingleHostRun(session, self.workers, self.history).execute()
-        role, host, port, token, generated = self.multihost
+        role, host, port, token, generated, *fleet = self.multihost
         if role == "main":
             from .main_node import MultiHostRun
             from .scheduling import build_entries
 
+            if fleet:
+                from .fleet import FleetRun
+
+                self.fleet = FleetRun(fleet[0], session, token)
             return MultiHostRun(session, build_entries(session.items, self.history), host, port,
-                                self.workers, token, generated).execute()
+                                self.workers, token, generated, fleet=self.fleet).execute()
         from .worker_node import NodeError, NodeRun
 
         # Plugins must not take this process for the run's controller: it runs no test itself
@@ -62,7 +67,8 @@ class MprocSession:
         # To them it is an xdist worker whose output nobody collects.
         os.environ["PYTEST_XDIST_WORKER"] = "node"
         self.config.workeroutput = {}
-        node = NodeRun(session, self.workers, host, port, token, self.config.getoption("mproc_connect_timeout"))
+        node = NodeRun(session, self.workers, host, port, token, self.config.getoption("mproc_connect_timeout"),
+                       name=self.config.getoption("mproc_node_name"))
         try:
             outcome = node.execute()
         except NodeError as e:
@@ -98,6 +104,10 @@ class MprocSession:
         if self.outcome.cut_off:
             terminalreporter.write_line(
                 f"pytest-mproc: interrupted while running (no result): {', '.join(self.outcome.cut_off)}", yellow=True)
+        if self.fleet is not None:
+            terminalreporter.write_sep("-", "pytest-mproc hosts")
+            for line in self.fleet.summary():
+                terminalreporter.write_line(line)
         for note in self.outcome.node_notes:
             terminalreporter.write_line(f"pytest-mproc: {note}", yellow=True)
         if self.outcome.not_run:

@@ -10,6 +10,7 @@ use pyo3::types::PyBytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod fleet;
 mod multihost;
 
 create_exception!(_core, RingClosed, PyException, "The ring was closed and is drained (or aborted).");
@@ -324,6 +325,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
     m.add_function(wrap_pyfunction!(set_parent_death_signal, m)?)?;
     multihost::register(m)?;
+    fleet::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

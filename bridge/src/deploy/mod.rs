@@ -1,0 +1,94 @@
+//! Automated fleet runs (`--remote-worker`): the main deploys the project to every host over
+//! ssh, in parallel, and runs a worker node there (see docs/fleet.md).
+//!
+//! - `plan`: what the main asks for (JSON from Python);
+//! - `bundle`: the content-hashed tars shipped to hosts;
+//! - `ssh`: one multiplexed connection per host (the user's own ssh);
+//! - `shell`: the sh text run on the hosts;
+//! - `host`: one host's steps, start to end;
+//! - `events`: progress reported back to the main.
+
+pub mod bundle;
+pub mod events;
+pub mod host;
+pub mod plan;
+pub mod shell;
+pub mod ssh;
+
+use events::Emitter;
+use plan::Plan;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A fleet at work: every host runs on its own task, none waits for another.
+pub struct Fleet {
+    events: Receiver<String>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Fleet {
+    pub fn start(plan: Plan) -> std::io::Result<Fleet> {
+        std::fs::create_dir_all(&plan.log_dir)?;
+        let (tx, rx) = channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("mproc-fleet")
+            .build()?;
+        let plan = Arc::new(plan);
+        let emitter = Emitter::new(tx, Instant::now());
+        let thread = std::thread::Builder::new().name("mproc-fleet".into()).spawn(move || {
+            runtime.block_on(async move {
+                let tasks: Vec<_> = plan
+                    .hosts
+                    .iter()
+                    .map(|h| tokio::spawn(host::Host::new(plan.clone(), h.clone(), emitter.clone(), stop_rx.clone()).run()))
+                    .collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })?;
+        Ok(Fleet { events: rx, stop: stop_tx, thread: Some(thread) })
+    }
+
+    /// Progress lines reported so far, waiting up to `timeout` for the first.
+    pub fn events(&self, timeout: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => out.push(e),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return out,
+        }
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Ends the run everywhere: nodes not started yet never start, running ones are told to end
+    /// (and killed after a grace), `finalize_script` still runs where the host was set up.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// True once every host is done (cleaned up and disconnected).
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(t) = &self.thread {
+            if t.is_finished() {
+                let _ = self.thread.take().map(|t| t.join());
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}

@@ -1,0 +1,245 @@
+"""Fleet runs (`--remote-worker`): the main deploys the project to every host over ssh and
+runs a worker node there, all hosts in parallel (the work itself is Rust: `_core.Fleet`,
+bridge/src/deploy/). This module is the pytest side: it validates the options when pytest
+configures (usage errors), builds what is shipped once the main's selection is known, reports
+each host's progress and ends the fleet with the run.
+
+See docs/fleet.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _core, forwarded_args, project_config, remote_hosts, runtime_wheels
+from .settings import Settings
+from .verbose import log
+
+HOST_ARTIFACTS_ENV = "PTMPROC_HOST_ARTIFACTS_DIR"
+# How long finalize_script may run after a stopped run, and the whole fleet may take to end.
+FINALIZE_TIMEOUT = 30
+END_TIMEOUT = 120
+
+
+@dataclass
+class FleetSetup:
+    """What pytest_configure validated: the hosts, the project and the hosts' arguments."""
+    hosts: list
+    project: project_config.ProjectConfig
+    args: list
+    cores: str
+    ssh_config: str | None
+    direct: bool  # nodes connect to --as-main (else through reverse tunnels)
+    log_dir: Path = field(default_factory=lambda: Path(os.environ.get(HOST_ARTIFACTS_ENV) or "artifacts").resolve())
+
+
+def configure(config, remote_workers: list[str], as_main: str | None, cores: str | None) -> FleetSetup:
+    """Validates a fleet run's options; ValueError (a usage error) naming the problem."""
+    urls = [v for v in remote_workers if remote_hosts.is_reservation_url(v)]
+    if urls:
+        raise ValueError(f"--remote-worker {urls[0]}: reservation services (http endpoints) are not supported yet; "
+                         "give hosts as host[:port][;key=value...] or a file of JSON lines")
+    hosts = remote_hosts.parse(remote_workers)
+    invocation = Path(config.invocation_params.dir)
+    path = project_config.find(config.getoption("mproc_project_structure"), invocation)
+    if path is None:
+        raise ValueError(f"--remote-worker needs a project definition: --project_structure PATH, or "
+                         f"{project_config.DEFAULT_NAME} in {invocation}")
+    project = project_config.load(path)
+    args = forwarded_args.rootdir_arg(config, project.root) + forwarded_args.forward(config, project.root)
+    ssh_config = config.getoption("mproc_ssh_config")
+    if ssh_config and not os.path.isfile(ssh_config):
+        raise ValueError(f"--mproc-ssh-config: no such file {ssh_config!r}")
+    return FleetSetup(hosts=hosts, project=project, args=args, cores=(cores or "auto").strip(),
+                      ssh_config=os.path.abspath(ssh_config) if ssh_config else None, direct=as_main is not None)
+
+
+@dataclass
+class HostState:
+    label: str
+    phase: str = "connecting"
+    started_at: float | None = None
+    ended_at: float | None = None
+    failure: str | None = None
+    done: bool = False
+    steps: list = field(default_factory=list)
+
+
+class FleetRun:
+    def __init__(self, setup: FleetSetup, session, token: bytes) -> None:
+        self.setup = setup
+        self.session = session
+        self.config = session.config
+        self.token = token
+        self.fleet: _core.Fleet | None = None
+        self.hosts = [HostState(h.label) for h in setup.hosts]
+        self.t0 = time.monotonic()
+        self.control_dir: str | None = None
+
+    # ---- start ----
+
+    def start(self, listen_host: str, port: int) -> None:
+        """Builds what the hosts get and starts every host (in Rust threads)."""
+        setup = self.setup
+        project = setup.project
+        work = Path(tempfile.mkdtemp(prefix="ptmproc-fleet-"))
+        self.control_dir = str(work)
+        runtime_tar, runtime_hash, mproc_req = _runtime()
+        bundle_hash = _core.pack_bundle(str(project.root), project.files, str(work / "bundle.tar"))
+        req_dir = project.requirements_dir
+        venv_key = _venv_key(runtime_hash, project, req_dir)
+        local_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen_host, listen_host)
+        main = None
+        if setup.direct:
+            # 0.0.0.0: each host connects to the address it sees the main's ssh come from.
+            main = {"host": "" if listen_host in ("0.0.0.0", "::", "") else listen_host, "port": port}
+        plan = {
+            "run_id": uuid.uuid4().hex[:12],
+            "control_dir": str(work),
+            "ssh_config": setup.ssh_config,
+            "user": Settings.ssh_username,
+            "password": Settings.ssh_password,
+            "cached_dir": str(Settings.cache_dir) if Settings.cache_dir else None,
+            "tmp_root": str(Settings.tmp_root) if Settings.tmp_root else None,
+            "project_name": project.project_name,
+            "runtime": {"path": str(runtime_tar), "hash": runtime_hash},
+            "bundle": {"path": str(work / "bundle.tar"), "hash": bundle_hash},
+            "mproc_requirement": mproc_req,
+            "venv_key": venv_key,
+            "requirements_dir": req_dir,
+            "prepare_script": project.prepare_script,
+            "finalize_script": project.finalize_script,
+            "selection": "\n".join(item.nodeid for item in self.session.items),
+            "main": main,
+            "main_local": {"host": local_host, "port": port},
+            "token_hex": self.token.hex(),
+            "pytest_args": setup.args,
+            "default_cores": setup.cores,
+            "log_dir": str(setup.log_dir),
+            "connect_timeout": 10,
+            "finalize_timeout": FINALIZE_TIMEOUT,
+            "hosts": [h.plan(i) for i, h in enumerate(setup.hosts)],
+        }
+        self._write(f"pytest-mproc: deploying {project.project_name} to {len(setup.hosts)} host"
+                    f"{'s' if len(setup.hosts) != 1 else ''} ({len(project.files)} files; logs in {setup.log_dir})")
+        self.fleet = _core.Fleet(json.dumps(plan))
+
+    # ---- during the run ----
+
+    def poll(self, timeout: float = 0.0) -> None:
+        if self.fleet is None:
+            return
+        for line in self.fleet.events(timeout):
+            self._on_event(json.loads(line))
+
+    def pending(self) -> bool:
+        """Some host is still on its way (neither running a node nor failed)."""
+        return any(h.started_at is None and h.failure is None and not h.done for h in self.hosts)
+
+    def running(self) -> bool:
+        """Some host runs a worker node (started, not ended)."""
+        return any(h.started_at is not None and h.ended_at is None for h in self.hosts)
+
+    def _on_event(self, ev: dict) -> None:
+        h = self.hosts[ev["host"]]
+        phase, detail = ev["phase"], ev["detail"]
+        h.phase = phase
+        h.steps.append((phase, detail, ev["secs"]))
+        log(f"fleet: Worker-{ev['host']} {h.label}: {phase} {detail} at {ev['secs']:.2f} s")
+        if phase == "started":
+            h.started_at = ev["secs"]
+        elif phase == "ended":
+            h.ended_at = ev["secs"]
+        elif phase == "failed":
+            h.failure = detail
+        elif phase == "done":
+            h.done = True
+            return
+        if phase in ("ended", "finalized") and not h.failure:
+            return  # in the summary; the terminal is showing test progress by now
+        text = {
+            "connected": f"connected ({detail})",
+            "bundle": f"bundle {detail}",
+            "venv": f"venv {detail}",
+            "prepared": "prepare_script done",
+            "tunnel": f"reverse tunnel {detail}",
+            "started": f"worker node started ({detail})",
+            "ended": f"worker node ended ({detail})",
+            "finalized": "finalize_script done",
+            "finalize_failed": detail,
+            "failed": f"cannot take part: {detail}",
+        }.get(phase, f"{phase} {detail}")
+        self._write(f"pytest-mproc: Worker-{ev['host']} {h.label}: {text}", failed=phase in ("failed", "finalize_failed"))
+
+    def _write(self, line: str, failed: bool = False) -> None:
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is not None:
+            if tr._tw.width_of_current_line:
+                tr._tw.line()  # after progress dots
+            tr.write_line(line, yellow=failed)
+
+    # ---- end ----
+
+    def end(self, stopped: bool) -> None:
+        """Waits for every host to finish (finalize_script, removal of the run directory);
+        `stopped`: the run is being cut short, so hosts are told to end now."""
+        if self.fleet is None:
+            return
+        if stopped:
+            self.fleet.stop()
+        deadline = time.monotonic() + END_TIMEOUT
+        while not self.fleet.wait(0.2):
+            self.poll()
+            if time.monotonic() > deadline:
+                self._write(f"pytest-mproc: some hosts did not finish within {END_TIMEOUT} s", failed=True)
+                break
+        self.poll()
+        if self.control_dir:
+            import shutil
+
+            shutil.rmtree(self.control_dir, ignore_errors=True)
+
+    def summary(self) -> list[str]:
+        lines = []
+        for i, h in enumerate(self.hosts):
+            if h.failure and h.started_at is None:
+                lines.append(f"Worker-{i} {h.label}: did not take part: {h.failure}")
+            elif h.started_at is not None:
+                end = h.ended_at if h.ended_at is not None else time.monotonic() - self.t0
+                lines.append(f"Worker-{i} {h.label}: ran from {h.started_at:.1f} s to {end:.1f} s"
+                             + (f"; {h.failure}" if h.failure else ""))
+        return lines
+
+
+def _runtime() -> tuple[Path, str, str]:
+    """(tar of the runtime wheels, its hash, the pytest-mproc requirement), packed once per set
+    of wheels (their names carry the fingerprints of what is installed)."""
+    import hashlib
+
+    wheel_dir, wheels, mproc_req = runtime_wheels.build()
+    key = hashlib.sha256("\n".join(wheels).encode()).hexdigest()[:16]
+    tar = wheel_dir.parent / f"runtime-{key}.tar"
+    digest = tar.with_suffix(".sha256")
+    if tar.exists() and digest.exists():
+        return tar, digest.read_text().strip(), mproc_req
+    runtime_hash = _core.pack_bundle(str(wheel_dir), wheels, str(tar))
+    digest.write_text(runtime_hash)
+    return tar, runtime_hash, mproc_req
+
+
+def _venv_key(runtime_hash: str, project, req_dir: str | None) -> str:
+    """Same key, same venv: the runtime wheels, requirements.txt and the packages shipped
+    beside it decide what is installed."""
+    import hashlib
+
+    h = hashlib.sha256(runtime_hash.encode())
+    if req_dir is not None:
+        for rel in project.files:
+            if rel == os.path.normpath(os.path.join(req_dir, "requirements.txt")) or rel.endswith((".whl", ".tar.gz", ".zip")):
+                h.update(rel.encode() + b"\0" + (project.root / rel).read_bytes())
+    return h.hexdigest()[:16]
