@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server openssh-client)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Fleet tests: the hosts (sshd on this machine) make venvs with the system's python3.
+/usr/bin/python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
 if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -64,9 +64,10 @@ class Client:
 
 class Server:
     def __init__(self, path: Path, client: Client, host: str = "127.0.0.1", port: int | None = None,
-                 netns: str | None = None, password_auth: bool = False) -> None:
+                 netns: str | None = None, password_auth: bool = False, pubkey_auth: bool = True) -> None:
         self.dir = path
         self.host = host
+        # In a namespace the port is free there: any port (ports are per namespace).
         self.port = port or free_port("127.0.0.1" if netns else host)
         self.netns = netns
         path.mkdir(parents=True, exist_ok=True)
@@ -83,6 +84,7 @@ class Server:
             f"UsePAM no\n"
             f"PermitRootLogin yes\n"
             f"PasswordAuthentication {'yes' if password_auth else 'no'}\n"
+            f"PubkeyAuthentication {'yes' if pubkey_auth else 'no'}\n"
             f"KbdInteractiveAuthentication no\n"
             f"AllowTcpForwarding yes\n"
             f"MaxSessions 50\n"

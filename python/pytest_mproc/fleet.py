@@ -168,6 +168,7 @@ class FleetRun:
             "venv": f"venv {detail}",
             "prepared": "prepare_script done",
             "tunnel": f"reverse tunnel {detail}",
+            "unreachable_main": detail,
             "started": f"worker node started ({detail})",
             "ended": f"worker node ended ({detail})",
             "finalized": "finalize_script done",

@@ -1,0 +1,572 @@
+"""Fleet runs (`--remote-worker`) for real: sshd servers started here on free ports with
+throwaway keys (tests/sshd.py), hosts on 127.0.0.x and in network namespaces (tests/netns.py),
+the project deployed, installed and run over ssh by the main. Every test of the suites here
+appends one line to a ledger (node id, the host's TAG, its worker), so a test can check that
+each test ran exactly once and where."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import netns
+import sshd
+from cluster import Proc
+
+pytestmark = pytest.mark.skipif(sshd.available() is not None, reason=str(sshd.available()))
+
+LEDGER_TESTS = '''
+import os, pytest
+
+def _ledger(request):
+    with open(os.environ["LEDGER"], "a") as f:
+        f.write(f"{request.node.nodeid}|{os.environ.get('TAG', '-')}|{os.environ.get('PYTEST_XDIST_WORKER', '-')}\\n")
+
+@pytest.fixture(autouse=True)
+def ledger(request):
+    _ledger(request)
+'''
+
+
+@pytest.fixture(scope="session")
+def ssh_client(tmp_path_factory):
+    return sshd.Client(tmp_path_factory.mktemp("ssh-client"))
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """The hosts' cache shared by the tests of this process (the venv is installed once)."""
+    return tmp_path_factory.mktemp("remote-cache")
+
+
+@pytest.fixture
+def servers(tmp_path, ssh_client):
+    started: list[sshd.Server] = []
+
+    def start(host: str = "127.0.0.1", **kw) -> sshd.Server:
+        s = sshd.Server(tmp_path / f"sshd{len(started)}", ssh_client, host=host, **kw).start()
+        started.append(s)
+        ssh_client.trust(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+class Project:
+    def __init__(self, path: Path, cache: Path, client: sshd.Client) -> None:
+        self.path = path
+        self.cache = cache
+        self.client = client
+        self.ledger = path.parent / f"ledger-{uuid.uuid4().hex[:8]}"
+        self.marks = path.parent / f"marks-{uuid.uuid4().hex[:8]}"
+        self.marks.mkdir()
+        self.tmp_root = path.parent / "remote-tmp"
+        self.tmp_root.mkdir(exist_ok=True)
+        self.tag = uuid.uuid4().hex[:10]
+
+    def write(self, tests: str, config: dict | None = None, prepare: str | None = None,
+              finalize: str | None = None, requirements: str | None = None, files: dict | None = None,
+              conftest_extra: str = "") -> None:
+        p = self.path
+        (p / "tests").mkdir(parents=True, exist_ok=True)
+        (p / "conftest.py").write_text(textwrap.dedent(f'''
+            from pathlib import Path
+            import pytest_mproc
+            pytest_mproc.Settings.set_cached_dir(Path({str(self.cache)!r}))
+            pytest_mproc.Settings.set_tmp_root(Path({str(self.tmp_root)!r}))
+            def pytest_addoption(parser):
+                parser.addoption("--flavor", default="plain")
+        ''') + textwrap.dedent(conftest_extra))
+        (p / "tests" / "test_suite.py").write_text(LEDGER_TESTS + textwrap.dedent(tests))
+        cfg = {"project_name": "fleetdemo", "test_files": ["conftest.py", "tests/*.py"]}
+        for name, text in (("prepare.sh", prepare), ("finalize.sh", finalize)):
+            if text is not None:
+                (p / name).write_text("#!/bin/sh\n" + textwrap.dedent(text))
+                os.chmod(p / name, 0o755)
+                cfg["prepare_script" if name == "prepare.sh" else "finalize_script"] = f"./{name}"
+        if requirements is not None:
+            (p / "requirements.txt").write_text(requirements)
+            cfg["test_files"].append("requirements.txt")
+        for rel, data in (files or {}).items():
+            (p / rel).parent.mkdir(parents=True, exist_ok=True)
+            (p / rel).write_bytes(data if isinstance(data, bytes) else data.encode())
+            cfg["test_files"].append(rel)
+        cfg.update(config or {})
+        (p / "ptmproc_project.cfg").write_text(json.dumps(cfg, indent=1))
+
+    def host(self, server: sshd.Server, tag: str, **arguments) -> str:
+        args = {"LEDGER": str(self.ledger), "TAG": tag, "RUN_TAG": self.tag, "MARKS": str(self.marks), **arguments}
+        return server.address + "".join(f";{k}={v}" for k, v in args.items())
+
+    def main(self, *args: str, env: dict | None = None) -> Proc:
+        out = self.path.parent / f"main-{uuid.uuid4().hex[:6]}.out"
+        e = dict(os.environ, PTMPROC_HOST_ARTIFACTS_DIR=str(self.path / "artifacts"), **(env or {}))
+        e.pop("PYTEST_XDIST_WORKER", None)
+        e.pop("PYTEST_ADDOPTS", None)
+        popen = subprocess.Popen([sys.executable, "-m", "pytest",
+                                  f"--mproc-ssh-config={self.client.config}", *args],
+                                 cwd=self.path, env=e, stdout=out.open("w"), stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        return Proc(popen, out)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        if not self.ledger.exists():
+            return []
+        return [tuple(line.split("|")) for line in self.ledger.read_text().splitlines()]
+
+    def serial(self, *args: str) -> dict:
+        """Outcome counts of the same tests run serially here (the parity reference)."""
+        e = dict(os.environ, LEDGER=str(self.path.parent / "serial-ledger"), DEVICE="devS", TAG="serial",
+                 MARKS=str(self.marks), PTMPROC_WORKER_ARTIFACTS_DIR=str(self.marks))
+        e.pop("PYTEST_XDIST_WORKER", None)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+                           cwd=self.path, env=e, capture_output=True, text=True)
+        return counts(r.stdout)
+
+
+def counts(text: str) -> dict:
+    line = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed)", l)]
+    assert line, text
+    return {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", line[-1])}
+
+
+@pytest.fixture
+def project(tmp_path, shared_cache, ssh_client):
+    return Project(tmp_path / "proj", shared_cache, ssh_client)
+
+
+SUITE = '''
+import os, pytest
+
+@pytest.mark.parametrize("i", range(24))
+def test_work(i):
+    pass
+
+def test_fails():
+    assert 0
+
+def test_environment(request):
+    assert os.environ["DEVICE"].startswith("dev")
+    assert request.config.getoption("--flavor") == "spicy"
+    assert os.path.isabs(os.environ["PTMPROC_WORKER_ARTIFACTS_DIR"])
+    assert os.path.isdir(os.environ["PTMPROC_WORKER_ARTIFACTS_DIR"])
+'''
+
+
+def test_two_hosts_run_every_test_once_with_their_arguments(project, servers):
+    """Two hosts, each with its own arguments: UPPER_CASE -> environment, lower -> option,
+    `cores` overrides --cores; prepare and finalize run on each; the main's outcomes are the
+    serial run's and every test ran exactly once."""
+    project.write(SUITE, prepare='echo "prepared $TAG $DEVICE" > "$MARKS/prepare-$TAG"\n',
+                  finalize='echo "finalized $TAG" > "$MARKS/finalize-$TAG"\n')
+    a, b = servers("127.0.0.3"), servers("127.0.0.4")
+    main = project.main("-q", "--cores", "2",
+                        "--remote-worker", project.host(a, "A", DEVICE="dev1", flavor="spicy"),
+                        "--remote-worker", project.host(b, "B", DEVICE="dev2", flavor="spicy", cores=1))
+    assert main.wait() == 1, main.text()
+    text = main.text()
+    assert counts(text) == {"passed": 25, "failed": 1} == project.serial("--flavor", "spicy")
+    rows = project.rows()
+    assert Counter(r[0] for r in rows) == Counter(
+        {f"tests/test_suite.py::test_work[{i}]": 1 for i in range(24)}
+        | {"tests/test_suite.py::test_fails": 1, "tests/test_suite.py::test_environment": 1})
+    assert {r[1] for r in rows} <= {"A", "B"}
+    # cores=1 on B: only gw0 there.
+    assert {r[2] for r in rows if r[1] == "B"} <= {"gw0"}
+    for tag, dev in (("A", "dev1"), ("B", "dev2")):
+        assert (project.marks / f"prepare-{tag}").read_text() == f"prepared {tag} {dev}\n"
+        assert (project.marks / f"finalize-{tag}").read_text() == f"finalized {tag}\n"
+    assert re.search(r"Worker-0 127\.0\.0\.3:\d+: worker node started", text)
+    assert re.search(r"Worker-1 127\.0\.0\.4:\d+: worker node started", text)
+    # Run directories are removed; per-host logs are on the main.
+    assert list(project.tmp_root.iterdir()) == []
+    for n in (0, 1):
+        assert (project.path / "artifacts" / f"Worker-{n}" / "pytest.log").exists()
+    # The token never appears on a command line (it travels on ssh's stdin).
+    assert "PTMPROC_AUTH_TOKEN=" not in text
+
+
+def test_second_run_uses_the_cache_and_requirements_come_from_a_shipped_wheel(tmp_path, ssh_client, servers):
+    """A fresh cache: the first run sends the bundle and installs the venv (requirements.txt
+    naming a wheel shipped in the bundle, no index); the second sends nothing and runs no pip."""
+    project = Project(tmp_path / "proj", tmp_path / "fresh-cache", ssh_client)
+    wheel = tmp_path / "mylib-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("mylib.py", "ANSWER = 42\n")
+        z.writestr("mylib-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: mylib\nVersion: 1.0\n")
+        z.writestr("mylib-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("mylib-1.0.dist-info/RECORD", "")
+    project.write('''
+        def test_uses_mylib():
+            import mylib
+            assert mylib.ANSWER == 42
+        ''', requirements="--no-index\n--find-links wheels\nmylib==1.0\n",
+                  files={"wheels/mylib-1.0-py3-none-any.whl": wheel.read_bytes()})
+    a = servers("127.0.0.5")
+    first = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
+    assert first.wait() == 0, first.text()
+    assert re.search(r"Worker-0 \S+: bundle sent runtime [\d.]+ MB, bundle", first.text())
+    assert "venv installed" in first.text()
+    venvs = list((project.cache / "fleetdemo").glob("venv-*"))
+    assert len(venvs) == 1
+    stamp = (venvs[0] / ".complete").stat().st_mtime_ns
+    second = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
+    assert second.wait() == 0, second.text()
+    assert "Worker-0" in second.text() and "bundle cached" in second.text() and "venv cached" in second.text()
+    assert (venvs[0] / ".complete").stat().st_mtime_ns == stamp
+    assert counts(second.text()) == {"passed": 1}
+
+
+def test_a_failing_prepare_script_excludes_only_that_host(project, servers):
+    project.write(SUITE.replace("spicy", "plain"), prepare='''
+        if [ "$DEVICE" = "devbad" ]; then echo "device $DEVICE is offline" >&2; exit 3; fi
+        ''')
+    a, b = servers("127.0.0.3"), servers("127.0.0.4")
+    main = project.main("-q", "--cores", "2", "--remote-worker", project.host(a, "A", DEVICE="devbad"),
+                        "--remote-worker", project.host(b, "B", DEVICE="devgood"))
+    assert main.wait() == 1, main.text()
+    text = main.text()
+    assert re.search(r"Worker-0 127\.0\.0\.3:\d+: cannot take part: prepare_script exited with 3: device devbad is offline", text)
+    assert counts(text) == {"passed": 25, "failed": 1}
+    assert {r[1] for r in project.rows()} == {"B"}
+
+
+def test_an_unreachable_host_is_named_and_the_others_run(project, servers):
+    project.write(SUITE.replace("spicy", "plain"))
+    a = servers("127.0.0.3")
+    dead_port = sshd.free_port("127.0.0.6")
+    main = project.main("-q", "--cores", "2", "--remote-worker", f"127.0.0.6:{dead_port};DEVICE=dev0",
+                        "--remote-worker", project.host(a, "A", DEVICE="dev1"))
+    assert main.wait() == 1, main.text()
+    assert re.search(rf"Worker-0 127\.0\.0\.6:{dead_port}: cannot take part: ssh: .*Connection refused", main.text())
+    assert counts(main.text()) == {"passed": 25, "failed": 1}
+
+
+def test_no_usable_host_ends_the_run_naming_the_tests_not_run(project):
+    project.write("def test_one():\n    pass\n")
+    port = sshd.free_port("127.0.0.6")
+    main = project.main("-q", "--cores", "1", "--remote-worker", f"127.0.0.6:{port}")
+    assert main.wait() == 2, main.text()
+    assert "no host of --remote-worker could take part; 1 tests not run: tests/test_suite.py::test_one" in main.text()
+
+
+def test_unknown_host_key_is_refused_not_trusted(project, tmp_path, ssh_client):
+    """Host keys are checked as ssh checks them: a server not in known_hosts is refused."""
+    project.write("def test_one():\n    pass\n")
+    stranger = sshd.Server(tmp_path / "stranger", ssh_client, host="127.0.0.7").start()
+    try:
+        main = project.main("-q", "--cores", "1", "--remote-worker", stranger.address)
+        assert main.wait() == 2, main.text()
+        assert re.search(r"cannot take part: ssh: .*Host key verification failed", main.text())
+    finally:
+        stranger.stop()
+
+
+def _remote_processes(run_tag: str) -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if f"RUN_TAG={run_tag}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                    pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+def test_ctrl_c_ends_every_remote_process_and_finalize_runs(project, servers):
+    project.write('''
+        import os, pathlib, time
+        def test_blocks():
+            pathlib.Path(os.environ["MARKS"], "running").write_text("yes")
+            while True:
+                time.sleep(0.05)
+        ''', finalize='echo done > "$MARKS/finalize-$TAG"\n')
+    a = servers("127.0.0.3")
+    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
+    deadline_marker = project.marks / "running"
+    main.wait_for(r"worker node started")
+    while not deadline_marker.exists():
+        assert main.popen.poll() is None, main.text()
+        import time
+        time.sleep(0.05)
+    assert _remote_processes(project.tag), "the remote test process carries RUN_TAG"
+    os.kill(main.pid, signal.SIGINT)
+    assert main.wait(90) == 2, main.text()
+    assert (project.marks / "finalize-A").read_text() == "done\n"
+    assert _remote_processes(project.tag) == []
+    assert list(project.tmp_root.iterdir()) == []
+
+
+def test_the_spec_command_line_with_lf_from_the_mains_cache(project, servers, tmp_path):
+    """`pytest --as-main H:P --cores 1 -k alg2 --project_structure path/to/project.cfg
+    --remote-worker ...` (the documentation's command, hosts changed); -k reaches the hosts."""
+    project.write('''
+        import pytest
+        @pytest.mark.parametrize("i", range(5))
+        def test_alg1(i):
+            pass
+        @pytest.mark.parametrize("i", range(5))
+        def test_alg2(i):
+            pass
+        ''')
+    cfg = project.path / "ptmproc_project.cfg"
+    moved = project.path / "path" / "to" / "project.cfg"
+    moved.parent.mkdir(parents=True)
+    data = json.loads(cfg.read_text())
+    data["test_files"] = ["../../conftest.py", "../../tests/*.py"]
+    cfg.unlink()
+    # The config's directory is the bundle's top: keep it at the project root, named as in the spec.
+    (project.path / "project.cfg").write_text(json.dumps({"project_name": "fleetdemo",
+                                                          "test_files": ["conftest.py", "tests/*.py"]}))
+    a = servers("127.0.0.3")
+    port = sshd.free_port("127.0.0.1")
+    main = project.main("--as-main", f"127.0.0.1:{port}", "--cores", "1", "-k", "alg2",
+                        "--project_structure", "project.cfg", "--remote-worker", project.host(a, "A"))
+    assert main.wait() == 0, main.text()
+    assert counts(main.text()) == {"passed": 5, "deselected": 5}
+    assert sorted(r[0] for r in project.rows()) == [f"tests/test_suite.py::test_alg2[{i}]" for i in range(5)]
+    # Direct connection (the host reaches 127.0.0.1): no tunnel.
+    assert f"connecting to 127.0.0.1:{port}" in main.text()
+
+
+def test_lf_on_the_main_runs_exactly_the_mains_selection(project, servers):
+    project.write('''
+        import os
+        def test_ok():
+            pass
+        def test_flaky():
+            assert os.environ.get("TAG") == "serial"
+        ''')
+    env = dict(os.environ, LEDGER=str(project.ledger) + ".serial", TAG="none", MARKS=str(project.marks))
+    env.pop("PYTEST_XDIST_WORKER", None)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=project.path, env=env, capture_output=True, text=True)
+    assert "1 failed, 1 passed" in r.stdout, r.stdout
+    a = servers("127.0.0.3")
+    main = project.main("-q", "--lf", "--cores", "1", "--remote-worker", project.host(a, "A"))
+    assert main.wait() == 1, main.text()
+    assert [r[0] for r in project.rows()] == ["tests/test_suite.py::test_flaky"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--remote-worker", "127.0.0.3;DEVICE"], "'DEVICE' is not key=value"),
+    (["--remote-worker", "127.0.0.3:99999"], "invalid ssh port '99999'"),
+    (["--remote-worker", "127.0.0.3;cores=lots"], "--cores: invalid value 'lots'"),
+    (["--remote-worker", "127.0.0.3", "--project_structure", "nope.cfg"], "project config"),
+])
+def test_bad_fleet_options_are_usage_errors(project, args, message):
+    project.write("def test_one():\n    pass\n")
+    main = project.main(*args)
+    assert main.wait() == 4, main.text()
+    assert message in main.text()
+    assert "Traceback" not in main.text()
+
+
+def test_bad_project_config_names_file_key_line_and_column(project):
+    project.write("def test_one():\n    pass\n")
+    cfg = project.path / "ptmproc_project.cfg"
+    cfg.write_text('{\n "project_name": "x",\n "test_files": [tests/*.py]\n}\n')
+    main = project.main("--remote-worker", "127.0.0.3")
+    assert main.wait() == 4
+    assert re.search(r"project config .*ptmproc_project.cfg: invalid JSON at line 3, column 17", main.text()), main.text()
+    cfg.write_text('{"test_files": "tests/*.py"}')
+    main = project.main("--remote-worker", "127.0.0.3")
+    assert main.wait() == 4
+    assert "'project_name' is required" in main.text()
+    cfg.write_text('{"project_name": "x", "test_files": "../elsewhere/*.py"}')
+    main = project.main("--remote-worker", "127.0.0.3")
+    assert main.wait() == 4
+    assert "is outside the config file's directory" in main.text()
+
+
+def test_the_documentations_own_example_config_loads(tmp_path):
+    """The original documentation's example, trailing comma included."""
+    from pytest_mproc import project_config
+
+    (tmp_path / "path/to/project_tests").mkdir(parents=True)
+    (tmp_path / "path/to/project_tests/a.pattern").write_text("x")
+    (tmp_path / "path/to/test/setup").mkdir(parents=True)
+    (tmp_path / "path/to/test/setup/script").write_text("#!/bin/sh\n")
+    (tmp_path / "path/to/test/teardown").mkdir(parents=True)
+    (tmp_path / "path/to/test/teardown/script").write_text("#!/bin/sh\n")
+    (tmp_path / "p.cfg").write_text(textwrap.dedent('''
+       {
+        "project_name": "A_name_associated_with_the_project_under_test",
+        "test_files": "./path/to/project_tests/*.pattern",
+        "prepare_script": "./path/to/test/setup/script",
+        "finalize_script": "./path/to/test/teardown/script",
+       }
+    '''))
+    cfg = project_config.load(tmp_path / "p.cfg")
+    assert cfg.project_name == "A_name_associated_with_the_project_under_test"
+    assert cfg.files == ["path/to/project_tests/a.pattern", "path/to/test/setup/script", "path/to/test/teardown/script"]
+    assert cfg.prepare_script == "path/to/test/setup/script"
+
+
+def test_a_host_file_of_json_lines(tmp_path):
+    from pytest_mproc import remote_hosts
+
+    f = tmp_path / "hosts.jsonl"
+    f.write_text('# fleet\n\n{"host": "h1:2222", "arguments": {"DEVICE_SERIAL": "Z0", "default_orientation": "landscape", "cores": 3}}\n'
+                 '{"host": "h2", "arguments": {"jump_host": "gw:22"}}\n')
+    h1, h2 = remote_hosts.parse([str(f)])
+    assert (h1.host, h1.port, h1.cores, h1.env, h1.options) == ("h1", 2222, "3", [("DEVICE_SERIAL", "Z0")],
+                                                                ["--default_orientation", "landscape"])
+    assert (h2.host, h2.port, h2.jump_host) == ("h2", None, "gw:22")
+    with pytest.raises(remote_hosts.HostSpecError, match="cannot be combined"):
+        remote_hosts.parse([str(f), "h3"])
+    f.write_text('{"host": "h1"\n')
+    with pytest.raises(remote_hosts.HostSpecError, match=r"line 1: invalid JSON"):
+        remote_hosts.parse([str(f)])
+
+
+def test_hosts_sharing_a_fresh_cache_install_the_venv_once(tmp_path, ssh_client, servers):
+    """Two hosts on one cache directory (an NFS home; here one machine): one installs, the
+    other waits on the cache's lock and finds the venv ready."""
+    project = Project(tmp_path / "proj", tmp_path / "fresh-cache", ssh_client)
+    project.write("import pytest\n@pytest.mark.parametrize('i', range(6))\ndef test_x(i):\n    pass\n")
+    a, b = servers("127.0.0.3"), servers("127.0.0.4")
+    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"),
+                        "--remote-worker", project.host(b, "B"))
+    assert main.wait() == 0, main.text()
+    assert main.text().count("venv installed") == 1 and main.text().count("venv cached") == 1, main.text()
+    assert len(list((project.cache / "fleetdemo").glob("venv-*"))) == 1
+
+
+@pytest.fixture
+def namespaces():
+    try:
+        ns = netns.Namespaces()
+    except netns.Unavailable as e:
+        pytest.skip(str(e))
+    try:
+        yield ns
+    finally:
+        ns.close()
+
+
+def test_hosts_in_network_namespaces_direct_and_through_a_jump_host(project, servers, namespaces, ssh_client):
+    """Host A is a namespace joined to this machine; host B a namespace joined only to A, so it
+    is reached only through A as ssh jump host and cannot route to the main: its node connects
+    back through a reverse tunnel. A's node connects to the main directly, at the address its
+    ssh connection came from (the main serves on 0.0.0.0)."""
+    s1, s2 = netns.free_subnets(2)
+    try:
+        a_ns = namespaces.add("a")
+        b_ns = namespaces.add("b")
+        namespaces.join(None, a_ns, s1)
+        namespaces.join(a_ns, b_ns, s2)
+    except netns.Unavailable as e:
+        pytest.skip(f"cannot create network namespaces here: {e}")
+    a = servers(f"10.{s1}.0.2", netns=a_ns)
+    b = servers(f"10.{s2}.0.2", netns=b_ns)
+    # B is not reachable from here without the jump host.
+    direct = subprocess.run(["ssh", "-F", str(ssh_client.config), "-o", "ConnectTimeout=3", "-p", str(b.port),
+                             b.host, "true"], capture_output=True, text=True)
+    assert direct.returncode != 0 and re.search(r"unreachable|timed out|No route|refused", direct.stderr), direct.stderr
+    project.write(SUITE)
+    port = sshd.free_port("0.0.0.0")
+    # A: the node connects straight back to the address its ssh connection came from.
+    main = project.main("-q", "--as-main", f"0.0.0.0:{port}", "--cores", "2",
+                        "--remote-worker", project.host(a, "A", DEVICE="devA", flavor="spicy"))
+    assert main.wait() == 1, main.text()
+    text = main.text()
+    assert counts(text) == {"passed": 25, "failed": 1}
+    assert f"Worker-0 {a.address}: worker node started (pid " in text
+    assert f"connecting to 10.{s1}.0.1:{port})" in text
+    # B: only through A, and it cannot route back: a reverse tunnel on its ssh connection.
+    main = project.main("-q", "--as-main", f"0.0.0.0:{port}", "--cores", "2",
+                        "--remote-worker", project.host(b, "B", DEVICE="devB", flavor="spicy",
+                                                        jump_host=f"{a.host}:{a.port}"))
+    assert main.wait() == 1, main.text()
+    text = main.text()
+    assert counts(text) == {"passed": 25, "failed": 1}
+    assert re.search(rf"Worker-0 {re.escape(b.address)}: cannot reach the main directly .*: using a reverse tunnel", text)
+    assert re.search(rf"Worker-0 {re.escape(b.address)}: worker node started \(pid \d+ on the host, connecting to 127\.0\.0\.1:\d+\)", text)
+    rows = project.rows()
+    once = Counter({f"tests/test_suite.py::test_work[{i}]": 1 for i in range(24)}
+                   | {"tests/test_suite.py::test_fails": 1, "tests/test_suite.py::test_environment": 1})
+    assert Counter(r[0] for r in rows if r[1] == "A") == once
+    assert Counter(r[0] for r in rows if r[1] == "B") == once
+
+
+def test_reverse_tunnel_without_as_main(project, servers):
+    """Without --as-main the main listens only on its loopback; nodes reach it through tunnels."""
+    project.write(SUITE)
+    a = servers("127.0.0.3")
+    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A", DEVICE="devA", flavor="spicy"))
+    assert main.wait() == 1, main.text()
+    assert re.search(r"Worker-0 \S+: reverse tunnel 127\.0\.0\.1:(\d+) on the host -> the main", main.text())
+    assert counts(main.text()) == {"passed": 25, "failed": 1}
+
+
+@pytest.fixture
+def throwaway_user():
+    import secrets
+
+    name = f"ptm{uuid.uuid4().hex[:6]}"
+    password = secrets.token_urlsafe(12)
+    r = subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot create a user: {r.stderr.strip()}")
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
+        yield name, password
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+def test_password_login_never_shows_the_password(tmp_path, ssh_client, servers, throwaway_user):
+    """Settings.set_ssh_credentials(user, password) against a server that takes only
+    passwords: the run works, and the password is in no process's command line."""
+    user, password = throwaway_user
+    shared = Path(f"/tmp/ptm-pw-{uuid.uuid4().hex[:8]}")
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    try:
+        project = Project(tmp_path / "proj", shared / "cache", ssh_client)
+        project.ledger = shared / "ledger"
+        project.marks = shared / "marks"
+        project.marks.mkdir()
+        os.chmod(project.marks, 0o777)
+        project.tmp_root = shared / "tmp"
+        project.tmp_root.mkdir()
+        os.chmod(project.tmp_root, 0o777)
+        project.write('''
+            import os, pathlib
+            def test_who():
+                import getpass
+                assert getpass.getuser() == os.environ["EXPECT_USER"]
+            ''', conftest_extra='''
+            import os
+            if os.environ.get("FLEET_PW"):
+                pytest_mproc.Settings.set_ssh_credentials(os.environ["FLEET_USER"], os.environ["FLEET_PW"])
+            ''')
+        a = servers("127.0.0.8", password_auth=True, pubkey_auth=False)
+        main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A", EXPECT_USER=user),
+                            env={"FLEET_USER": user, "FLEET_PW": password})
+        main.wait_for(r"worker node started")
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes(), pid
+                except OSError:
+                    pass
+        assert main.wait() == 0, main.text()
+        assert counts(main.text()) == {"passed": 1}
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)])
