@@ -68,6 +68,9 @@ class HostState:
     failure: str | None = None
     done: bool = False
     steps: list = field(default_factory=list)
+    workers: int = 0
+    tests: int | None = None  # handed to its node (known when the node leaves)
+    lost: str | None = None
 
 
 class FleetRun:
@@ -141,6 +144,21 @@ class FleetRun:
         """Some host is still on its way (neither running a node nor failed)."""
         return any(h.started_at is None and h.failure is None and not h.done for h in self.hosts)
 
+    def on_node_event(self, ev: dict) -> None:
+        """The coordinator's view of a host's node (its name is Worker-<n>)."""
+        name = ev.get("name", "")
+        if not name.startswith("Worker-") or not name[7:].isdigit() or int(name[7:]) >= len(self.hosts):
+            return
+        i = int(name[7:])
+        h = self.hosts[i]
+        if ev["ev"] == "joined":
+            h.workers = ev.get("workers", 0)
+            self._write(f"pytest-mproc: Worker-{i} {h.label}: {h.workers} worker{'s' if h.workers != 1 else ''} up")
+        elif ev["ev"] == "left":
+            h.tests = ev.get("tests")
+        elif ev["ev"] == "lost":
+            h.lost = ev.get("reason")
+
     def running(self) -> bool:
         """Some host runs a worker node (started, not ended)."""
         return any(h.started_at is not None and h.ended_at is None for h in self.hosts)
@@ -212,8 +230,14 @@ class FleetRun:
                 lines.append(f"Worker-{i} {h.label}: did not take part: {h.failure}")
             elif h.started_at is not None:
                 end = h.ended_at if h.ended_at is not None else time.monotonic() - self.t0
-                lines.append(f"Worker-{i} {h.label}: ran from {h.started_at:.1f} s to {end:.1f} s"
-                             + (f"; {h.failure}" if h.failure else ""))
+                tests = f"{h.tests} tests" if h.tests is not None else "tests"
+                line = (f"Worker-{i} {h.label}: {tests} on {h.workers} worker{'s' if h.workers != 1 else ''}, "
+                        f"node up from {h.started_at:.1f} s to {end:.1f} s")
+                if h.lost:
+                    line += f"; lost: {h.lost}"
+                elif h.failure:
+                    line += f"; {h.failure}"
+                lines.append(line)
         return lines
 
 

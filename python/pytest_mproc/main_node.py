@@ -249,6 +249,8 @@ class MultiHostRun:
     def _on_event(self, ev: dict) -> None:
         kind = ev["ev"]
         log(f"coordinator event: {kind} {ev.get('name', '')} {ev.get('reason', '')}")
+        if self.fleet is not None:
+            self.fleet.on_node_event(ev)
         if kind == "joined":
             self.nodes[ev["node"]] = ev["name"]
             self.config.hook.pytest_mproc_node_joined(config=self.config, node=ev["name"], workers=ev.get("workers", 0))

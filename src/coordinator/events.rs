@@ -16,8 +16,8 @@ pub enum Event {
     /// A node vanished before finishing: every unit it was given (the main re-queues those
     /// without results) and the tests it last reported running (the main reports them crashed).
     Lost { node: u32, name: String, reason: String, units: Vec<Vec<u32>>, running: Vec<u32> },
-    /// A node finished cleanly and left.
-    Left { node: u32, name: String },
+    /// A node finished cleanly and left, having been handed `tests` tests in all.
+    Left { node: u32, name: String, tests: u32 },
     /// A remote main lost its coordinator (standalone orchestration mode).
     CoordinatorLost { reason: String },
 }

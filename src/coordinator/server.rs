@@ -133,7 +133,8 @@ fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
         return;
     }
     if clean {
-        shared.event(Event::Left { node: id, name: slot.name });
+        let tests = slot.given.iter().map(|u| u.len() as u32).sum();
+        shared.event(Event::Left { node: id, name: slot.name, tests });
     } else {
         shared.warn(&format!("lost node {} ({}): {reason}", slot.name, conn.peer));
         shared.event(Event::Lost { node: id, name: slot.name, reason, units: slot.given, running: slot.running });
