@@ -586,3 +586,66 @@ def test_password_login_never_shows_the_password(tmp_path, ssh_client, servers, 
         assert counts(main.text()) == {"passed": 1}
     finally:
         subprocess.run(["rm", "-rf", str(shared)])
+
+
+def test_a_slow_host_holds_back_no_other(project, servers):
+    """Host B's prepare_script does not end; A runs every test, and when the work is done B
+    is given up (its finalize_script still runs): the run does not wait for it."""
+    project.write("import pytest\n@pytest.mark.parametrize('i', range(8))\ndef test_x(i):\n    pass\n", prepare='''
+        if [ "$TAG" = "B" ]; then touch "$MARKS/b-preparing"; while :; do sleep 0.2; done; fi
+        ''', finalize='echo done > "$MARKS/finalize-$TAG"\n')
+    a, b = servers("127.0.0.3"), servers("127.0.0.4")
+    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(b, "B"),
+                        "--remote-worker", project.host(a, "A"))
+    assert main.wait(90) == 0, main.text()
+    text = main.text()
+    assert counts(text) == {"passed": 8}
+    assert {r[1] for r in project.rows()} == {"A"}
+    assert re.search(r"Worker-0 127\.0\.0\.4:\d+: cannot take part: the run was over before this host was ready", text), text
+    assert (project.marks / "finalize-B").read_text() == "done\n"
+    assert (project.marks / "finalize-A").read_text() == "done\n"
+
+
+def test_a_killed_main_leaves_no_remote_process(project, servers):
+    """SIGKILL on the main (no cleanup of ours runs): the hosts' nodes lose the main and end."""
+    project.write('''
+        import os, pathlib, time
+        def test_blocks():
+            pathlib.Path(os.environ["MARKS"], "running").write_text("yes")
+            while True:
+                time.sleep(0.05)
+        ''')
+    a = servers("127.0.0.3")
+    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
+    import time
+    while not (project.marks / "running").exists():
+        assert main.popen.poll() is None, main.text()
+        time.sleep(0.05)
+    assert _remote_processes(project.tag)
+    os.kill(main.pid, signal.SIGKILL)
+    main.popen.wait()
+    deadline = time.monotonic() + 30
+    while _remote_processes(project.tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _remote_processes(project.tag) == []
+
+
+def test_which_arguments_reach_the_hosts(pytester):
+    """Selection and behaviour options are passed on (paths relative to the project); the
+    main's own reporting, caching, stopping and fleet options are not."""
+    from pytest_mproc import forwarded_args
+
+    pytester.mkdir("tests")
+    pytester.makepyfile(**{"tests/test_a.py": "def test_t():\n    pass\n"})
+    config = pytester.parseconfig(
+        "-k", "alg2", "-m", "slow", "-p", "no:randomly", "-o", "xfail_strict=true", "-W", "error",
+        "--junitxml=out.xml", "--lf", "-x", "--maxfail", "2", "-vv", "--tb=short", "-s",
+        "--as-main", "127.0.0.1:1", "--remote-worker", "h1", "--cores", "3", "--mproc-node-wait", "5",
+        "tests/test_a.py::test_t", "-rA", "--durations=3")
+    out = forwarded_args.forward(config, pytester.path)
+    assert out == ["-k", "alg2", "-m", "slow", "-p", "no:randomly", "-o", "xfail_strict=true", "-W", "error",
+                   "-v", "-v", "--tb", "short", "-s", "tests/test_a.py::test_t"]
+    assert forwarded_args.rootdir_arg(config, pytester.path) == ["--rootdir=."]
+    # The project directory (the bundle's top) must contain what the main runs.
+    with pytest.raises(forwarded_args.ForwardError, match="outside the project directory"):
+        forwarded_args.forward(config, pytester.path / "tests")

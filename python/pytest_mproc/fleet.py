@@ -209,8 +209,9 @@ class FleetRun:
         `stopped`: the run is being cut short, so hosts are told to end now."""
         if self.fleet is None:
             return
-        if stopped:
-            self.fleet.stop()
+        # Hosts still on their way are not needed any more; running nodes end by themselves
+        # (the main told them the run is over) unless the run is cut short.
+        self.fleet.stop(everything=stopped)
         deadline = time.monotonic() + END_TIMEOUT
         while not self.fleet.wait(0.2):
             self.poll()

@@ -1,7 +1,7 @@
 //! Bindings of the fleet mode (`--remote-worker`): packing bundles and running the hosts
 //! (mproc_bridge::deploy). The plan arrives as JSON built by `pytest_mproc/fleet.py`.
 
-use mproc_bridge::deploy::{bundle, plan::Plan, Fleet as CoreFleet};
+use mproc_bridge::deploy::{bundle, plan::Plan, Fleet as CoreFleet, Stop};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -35,9 +35,12 @@ impl Fleet {
         py.detach(|| self.inner.lock().expect("fleet lock").events(d))
     }
 
-    /// Ends the run on every host (finalize_script still runs where the host was set up).
-    fn stop(&self) {
-        self.inner.lock().expect("fleet lock").stop()
+    /// Winds the fleet down: hosts not running a node yet never start one; with
+    /// `everything`, running nodes are ended too (finalize_script still runs where the host was
+    /// set up).
+    #[pyo3(signature = (everything=true))]
+    fn stop(&self, everything: bool) {
+        self.inner.lock().expect("fleet lock").stop(if everything { Stop::Everything } else { Stop::NoNewNodes })
     }
 
     /// True once every host is done, waiting up to `timeout` s.

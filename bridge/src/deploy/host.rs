@@ -33,13 +33,13 @@ pub struct Host {
     plan: Arc<Plan>,
     host: HostPlan,
     ev: Emitter,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
     logs: PathBuf,
     python: String,
 }
 
 impl Host {
-    pub fn new(plan: Arc<Plan>, host: HostPlan, ev: Emitter, stop: watch::Receiver<bool>) -> Host {
+    pub fn new(plan: Arc<Plan>, host: HostPlan, ev: Emitter, stop: watch::Receiver<Stop>) -> Host {
         let logs = plan.log_dir.join(format!("Worker-{}", host.index));
         Host { plan, host, ev, stop, logs, python: String::new() }
     }
@@ -49,8 +49,8 @@ impl Host {
         let t0 = Instant::now();
         let conn = tokio::select! {
             c = Connection::open(&self.plan, &self.host) => c,
-            _ = stopped(self.stop.clone()) => {
-                self.ev.emit(self.host.index, "failed", "stopped before it was reached");
+            _ = reached(self.stop.clone(), Stop::NoNewNodes) => {
+                self.ev.emit(self.host.index, "failed", &self.too_late());
                 return;
             }
         };
@@ -116,7 +116,7 @@ impl Host {
             self.ev.emit(self.host.index, "unreachable_main", &format!("cannot reach the main directly ({why}): using a reverse tunnel"));
         }
 
-        let (code, setup_out) = run_script(session, &shell::setup(&self.plan, &self.host, &self.python)).await?;
+        let (code, setup_out) = self.before_start(run_script(session, &shell::setup(&self.plan, &self.host, &self.python))).await??;
         *set_up = true;
         self.write_log("setup.log", &setup_out);
         if code != 0 {
@@ -127,7 +127,7 @@ impl Host {
         self.check_stop()?;
 
         if let Some(script) = self.plan.prepare_script.clone() {
-            let (code, out) = run_script(session, &shell::script(&self.plan, &self.host, &self.python, &script)).await?;
+            let (code, out) = self.before_start(run_script(session, &shell::script(&self.plan, &self.host, &self.python, &script))).await??;
             self.write_log("prepare.log", &out);
             if code != 0 {
                 return Err(Failure(format!("prepare_script exited with {code}: {}", tail(&out))));
@@ -149,10 +149,25 @@ impl Host {
     }
 
     fn check_stop(&self) -> Result<(), Failure> {
-        if *self.stop.borrow() {
-            return Err(Failure("the run was stopped before this host started".into()));
+        if *self.stop.borrow() >= Stop::NoNewNodes {
+            return Err(Failure(self.too_late()));
         }
         Ok(())
+    }
+
+    fn too_late(&self) -> String {
+        match *self.stop.borrow() {
+            Stop::Everything => "the run was stopped before this host started".into(),
+            _ => "the run was over before this host was ready".into(),
+        }
+    }
+
+    /// A step before the node starts, given up when no new node is wanted any more.
+    async fn before_start<T>(&self, step: impl std::future::Future<Output = T>) -> Result<T, Failure> {
+        tokio::select! {
+            r = step => Ok(r),
+            _ = reached(self.stop.clone(), Stop::NoNewNodes) => Err(Failure(self.too_late())),
+        }
     }
 
     async fn upload(&self, session: &Session, path: &std::path::Path, hash: &str) -> Result<u64, String> {
@@ -204,7 +219,7 @@ impl Host {
             let next = match stop_deadline {
                 None => tokio::select! {
                     l = lines.next_line() => l,
-                    _ = stopped(stop.clone()) => {
+                    _ = reached(stop.clone(), Stop::Everything) => {
                         // Tell the node to end (its pytest, then workers, fork server and bridge).
                         if let Some(p) = *pid {
                             let _ = run_script(session, &format!("kill -TERM {p} 2>/dev/null || true")).await;
@@ -247,7 +262,7 @@ impl Host {
             return Err(Failure(format!("pytest did not start: {}", last.iter().cloned().collect::<Vec<_>>().join(" / "))));
         }
         self.ev.emit(self.host.index, "ended", &format!("exit {status}"));
-        if status != 0 && !*self.stop.borrow() {
+        if status != 0 && *self.stop.borrow() != Stop::Everything {
             return Err(Failure(format!("pytest on the host exited with {status}: {}", last.iter().cloned().collect::<Vec<_>>().join(" / "))));
         }
         Ok(())
@@ -284,9 +299,19 @@ fn nanos() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
 }
 
-/// Resolves once the run is stopped.
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
+/// How far the main wants the fleet to wind down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    Go,
+    /// The run's work is done: hosts not running a node yet do not start one.
+    NoNewNodes,
+    /// The run is cut short (Ctrl-C, a failing main): running nodes are ended too.
+    Everything,
+}
+
+/// Resolves once the main's wish reaches `level`.
+async fn reached(mut rx: watch::Receiver<Stop>, level: Stop) {
+    while *rx.borrow_and_update() < level {
         if rx.changed().await.is_err() {
             std::future::pending::<()>().await;
         }

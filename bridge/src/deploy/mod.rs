@@ -16,6 +16,7 @@ pub mod shell;
 pub mod ssh;
 
 use events::Emitter;
+pub use host::Stop;
 use plan::Plan;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 /// A fleet at work: every host runs on its own task, none waits for another.
 pub struct Fleet {
     events: Receiver<String>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -34,7 +35,7 @@ impl Fleet {
     pub fn start(plan: Plan) -> std::io::Result<Fleet> {
         std::fs::create_dir_all(&plan.log_dir)?;
         let (tx, rx) = channel();
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(Stop::Go);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -70,10 +71,17 @@ impl Fleet {
         out
     }
 
-    /// Ends the run everywhere: nodes not started yet never start, running ones are told to end
-    /// (and killed after a grace), `finalize_script` still runs where the host was set up.
-    pub fn stop(&self) {
-        let _ = self.stop.send(true);
+    /// Winds the fleet down to `level`: hosts not running a node yet never start one; with
+    /// `Stop::Everything` running nodes are told to end too (and killed after a grace).
+    /// `finalize_script` still runs wherever the host was set up.
+    pub fn stop(&self, level: Stop) {
+        self.stop.send_if_modified(|s| {
+            let raise = level > *s;
+            if raise {
+                *s = level;
+            }
+            raise
+        });
     }
 
     /// True once every host is done (cleaned up and disconnected).
