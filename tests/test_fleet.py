@@ -648,4 +648,4 @@ def test_which_arguments_reach_the_hosts(pytester):
     assert forwarded_args.rootdir_arg(config, pytester.path) == ["--rootdir=."]
     # The project directory (the bundle's top) must contain what the main runs.
     with pytest.raises(forwarded_args.ForwardError, match="outside the project directory"):
-        forwarded_args.forward(config, pytester.path / "tests")
+        forwarded_args.forward(config, pytester.mkdir("other"))
