@@ -1,7 +1,11 @@
-//! One host of a fleet run, start to end: connect, ship what it lacks, prepare the cached venv,
-//! run `prepare_script`, start `pytest --as-worker` (directly or through a reverse tunnel),
-//! stream its output into the host's log, then `finalize_script` and removal of the run
-//! directory — also when the run is stopped (Ctrl-C, a failing main).
+//! One host of a fleet run, start to end: connect, ship what it lacks, then one session that
+//! sets up the run directory and the cached venv, runs `prepare_script` and becomes
+//! `pytest --as-worker` (connecting directly or through a reverse tunnel), its output streamed
+//! into the host's logs; at the end one session that runs `finalize_script` and removes the run
+//! directory — also when the run is stopped (Ctrl-C, a failing main, the work done early).
+//!
+//! Every ssh session costs a login shell on the host, so a host takes four in all (probe,
+//! tunnel request, run, end) plus one per blob it lacks.
 
 use super::events::Emitter;
 use super::plan::{HostPlan, Plan};
@@ -19,6 +23,18 @@ use tokio::sync::watch;
 const TAIL_LINES: usize = 3;
 /// How long a stopped node may take to end after being told to (then it is killed).
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// Added to the finalize timeout for the rest of the end session.
+const END_SLACK: Duration = Duration::from_secs(20);
+
+/// How far the main wants the fleet to wind down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    Go,
+    /// The run's work is done: hosts not running a node yet do not start one.
+    NoNewNodes,
+    /// The run is cut short (Ctrl-C, a failing main): running nodes are ended too.
+    Everything,
+}
 
 /// Why the host could not take part, for the one-line message.
 struct Failure(String);
@@ -27,6 +43,23 @@ impl From<String> for Failure {
     fn from(s: String) -> Failure {
         Failure(s)
     }
+}
+
+/// Where the run session is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Setup,
+    Prepare,
+    Pytest,
+}
+
+/// What the run session left behind, for the end session.
+#[derive(Default)]
+struct Left {
+    /// (pid, process group) of the session on the host.
+    node: Option<(u32, u32)>,
+    /// The run directory was set up: finalize_script runs.
+    set_up: bool,
 }
 
 pub struct Host {
@@ -44,58 +77,40 @@ impl Host {
         Host { plan, host, ev, stop, logs, python: String::new() }
     }
 
+    fn emit(&self, phase: &str, detail: &str) {
+        self.ev.emit(self.host.index, phase, detail);
+    }
+
     pub async fn run(mut self) {
         let _ = std::fs::create_dir_all(&self.logs);
         let t0 = Instant::now();
         let conn = tokio::select! {
             c = Connection::open(&self.plan, &self.host) => c,
-            _ = reached(self.stop.clone(), Stop::NoNewNodes) => {
-                self.ev.emit(self.host.index, "failed", &self.too_late());
-                return;
-            }
+            _ = reached(self.stop.clone(), Stop::NoNewNodes) => Err(self.too_late()),
         };
         let conn = match conn {
             Ok(c) => c,
             Err(msg) => {
-                self.ev.emit(self.host.index, "failed", &format!("ssh: {msg}"));
+                let msg = if msg.starts_with("the run") { msg } else { format!("ssh: {msg}") };
+                self.emit("failed", &msg);
                 return;
             }
         };
-        self.ev.emit(self.host.index, "connected", &format!("{:.2} s", t0.elapsed().as_secs_f64()));
-        let mut set_up = false;
-        let mut pid = None;
-        let result = self.deploy_and_run(&conn.session, &mut set_up, &mut pid).await;
-        if let Err(Failure(msg)) = result {
-            self.ev.emit(self.host.index, "failed", &msg);
+        self.emit("connected", &format!("{:.2} s", t0.elapsed().as_secs_f64()));
+        let mut left = Left::default();
+        if let Err(Failure(msg)) = self.deploy_and_run(&conn.session, &mut left).await {
+            self.emit("failed", &msg);
         }
-        if set_up {
-            if let Some(script) = self.plan.finalize_script.clone() {
-                let limit = Duration::from_secs(self.plan.finalize_timeout as u64);
-                let text = shell::script(&self.plan, &self.host, &self.python, &script);
-                match tokio::time::timeout(limit, run_script(&conn.session, &text)).await {
-                    Ok(Ok((0, out))) => {
-                        self.write_log("finalize.log", &out);
-                        self.ev.emit(self.host.index, "finalized", "");
-                    }
-                    Ok(Ok((code, out))) => {
-                        self.write_log("finalize.log", &out);
-                        self.ev.emit(self.host.index, "finalize_failed", &format!("finalize_script exited with {code}: {}", tail(&out)));
-                    }
-                    Ok(Err(e)) => self.ev.emit(self.host.index, "finalize_failed", &format!("finalize_script: {e}")),
-                    Err(_) => self.ev.emit(self.host.index, "finalize_failed", &format!("finalize_script did not end within {} s", limit.as_secs())),
-                }
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(20), run_script(&conn.session, &shell::cleanup(&self.plan, &self.host, pid))).await;
+        self.end(&conn.session, &left).await;
         conn.close().await;
-        self.ev.emit(self.host.index, "done", &format!("{:.2} s", t0.elapsed().as_secs_f64()));
+        self.emit("done", &format!("{:.2} s", t0.elapsed().as_secs_f64()));
     }
 
-    async fn deploy_and_run(&mut self, session: &Session, set_up: &mut bool, pid: &mut Option<u32>) -> Result<(), Failure> {
+    async fn deploy_and_run(&mut self, session: &Session, left: &mut Left) -> Result<(), Failure> {
         // What the host has, its Python, whether it reaches the main.
-        let (code, out) = run_script(session, &shell::probe(&self.plan)).await?;
+        let (code, out) = self.before_start(run_script(session, &shell::probe(&self.plan))).await??;
         if code != 0 {
-            return Err(Failure(format!("cannot prepare the cache directory: {}", tail(&out))));
+            return Err(Failure(format!("cannot use the cache directory: {}", tail(&out))));
         }
         self.python = out.lines().find_map(|l| l.strip_prefix("python ")).map(str::to_string)
             .ok_or_else(|| Failure(format!("no python3 on the host: {}", tail(&out))))?;
@@ -103,49 +118,200 @@ impl Host {
         let mut sent = Vec::new();
         for (what, blob) in [("runtime", &self.plan.runtime), ("bundle", &self.plan.bundle)] {
             if !have(&blob.hash) {
-                let n = self.upload(session, &blob.path, &blob.hash).await.map_err(|e| format!("sending the {what}: {e}"))?;
+                let n = self.before_start(self.upload(session, &blob.path, &blob.hash)).await?
+                    .map_err(|e| format!("sending the {what}: {e}"))?;
                 sent.push(format!("{what} {:.1} MB", n as f64 / 1e6));
             }
-            self.check_stop()?;
         }
         let detail = if sent.is_empty() { "cached".to_string() } else { format!("sent {}", sent.join(", ")) };
-        self.ev.emit(self.host.index, "bundle", &detail);
+        self.emit("bundle", &detail);
+
         let direct = self.plan.main.is_some() && out.lines().any(|l| l == "reach yes");
-        if self.plan.main.is_some() && !direct {
-            let why = out.lines().find_map(|l| l.strip_prefix("reach no ")).unwrap_or("no answer");
-            self.ev.emit(self.host.index, "unreachable_main", &format!("cannot reach the main directly ({why}): using a reverse tunnel"));
-        }
-
-        let (code, setup_out) = self.before_start(run_script(session, &shell::setup(&self.plan, &self.host, &self.python))).await??;
-        *set_up = true;
-        self.write_log("setup.log", &setup_out);
-        if code != 0 {
-            return Err(Failure(format!("installing the venv failed (exit {code}): {}", tail(&setup_out))));
-        }
-        let venv = if setup_out.contains("@@venv installed") { "installed" } else { "cached" };
-        self.ev.emit(self.host.index, "venv", venv);
-        self.check_stop()?;
-
-        if let Some(script) = self.plan.prepare_script.clone() {
-            let (code, out) = self.before_start(run_script(session, &shell::script(&self.plan, &self.host, &self.python, &script))).await??;
-            self.write_log("prepare.log", &out);
-            if code != 0 {
-                return Err(Failure(format!("prepare_script exited with {code}: {}", tail(&out))));
-            }
-            self.ev.emit(self.host.index, "prepared", "");
-            self.check_stop()?;
-        }
-
         let address = if direct {
             let m = self.plan.main.as_ref().expect("direct needs an address");
             let host = out.lines().find_map(|l| l.strip_prefix("mainhost ")).unwrap_or(&m.host);
             if host.contains(':') { format!("[{host}]:{}", m.port) } else { format!("{host}:{}", m.port) }
         } else {
-            let port = self.tunnel(session).await?;
-            self.ev.emit(self.host.index, "tunnel", &format!("127.0.0.1:{port} on the host -> the main"));
+            if self.plan.main.is_some() {
+                let why = out.lines().find_map(|l| l.strip_prefix("reach no ")).unwrap_or("no answer");
+                self.emit("unreachable_main", &format!("cannot reach the main directly ({why}): using a reverse tunnel"));
+            }
+            let port = self.before_start(self.tunnel(session)).await??;
+            self.emit("tunnel", &format!("127.0.0.1:{port} on the host -> the main"));
             format!("127.0.0.1:{port}")
         };
-        self.run_node(session, &address, pid).await
+        self.check_stop()?;
+        self.run_node(session, &address, left).await
+    }
+
+    async fn upload(&self, session: &Session, path: &std::path::Path, hash: &str) -> Result<u64, String> {
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut child = session.shell(shell::upload(&self.plan, hash)).stdin(Stdio::piped()).stdout(Stdio::null())
+            .stderr(Stdio::piped()).spawn().await.map_err(|e| e.to_string())?;
+        let mut stdin = child.stdin().take().expect("piped");
+        let n = tokio::io::copy(&mut file, &mut stdin).await.map_err(|e| e.to_string())?;
+        stdin.shutdown().await.map_err(|e| e.to_string())?;
+        drop(stdin);
+        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(tail(&String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(n)
+    }
+
+    /// A port on the host's loopback forwarded to the main's queue over this connection.
+    async fn tunnel(&self, session: &Session) -> Result<u16, Failure> {
+        let main = &self.plan.main_local;
+        let mut last = String::new();
+        for attempt in 0..8u32 {
+            let seed = std::process::id().wrapping_mul(7919) ^ (self.host.index as u32).wrapping_mul(104729) ^ attempt.wrapping_mul(1009) ^ nanos();
+            let port = 20000 + (seed % 40000) as u16;
+            match session.request_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", port), Socket::new(main.host.as_str(), main.port)).await {
+                Ok(()) => return Ok(port),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Failure(format!("cannot open a reverse tunnel to the main: {last}")))
+    }
+
+    /// The run session: setup, prepare_script, then the node; its output goes to setup.log,
+    /// prepare.log and pytest.log by the markers it prints.
+    async fn run_node(&self, session: &Session, address: &str, left: &mut Left) -> Result<(), Failure> {
+        let script = shell::run(&self.plan, &self.host, &self.python, address);
+        let mut child = session.command("sh").arg("-s").stdin(Stdio::piped()).stdout(Stdio::piped())
+            .stderr(Stdio::piped()).spawn().await.map_err(|e| format!("starting the run: {e}"))?;
+        {
+            let mut stdin = child.stdin().take().expect("piped");
+            stdin.write_all(script.as_bytes()).await.map_err(|e| format!("starting the run: {e}"))?;
+            stdin.shutdown().await.ok();
+        }
+        let stdout = child.stdout().take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut logs = Logs::new(&self.logs);
+        let mut stage = Stage::Setup;
+        let mut prepare_code: Option<i32> = None;
+        let mut last: VecDeque<String> = VecDeque::new();
+        let mut cut: Option<&'static str> = None;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            // Before the node runs, a run that no longer wants it cuts the session short; once
+            // it runs, only a stop of everything does (the node ends by itself otherwise).
+            let level = if stage == Stage::Pytest { Stop::Everything } else { Stop::NoNewNodes };
+            let next = match deadline {
+                None => tokio::select! {
+                    l = lines.next_line() => l,
+                    _ = reached(self.stop.clone(), level) => {
+                        cut = Some(if stage == Stage::Pytest { "stopped" } else { "too late" });
+                        if let Some((pid, pgid)) = left.node {
+                            let text = if stage == Stage::Pytest { shell::terminate(pid) }
+                                       else { format!("kill -TERM -{pgid} {pid} 2>/dev/null || true") };
+                            let _ = run_script(session, &text).await;
+                        }
+                        deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                        continue;
+                    }
+                },
+                Some(d) => match tokio::time::timeout_at(d, lines.next_line()).await {
+                    Ok(l) => l,
+                    Err(_) => break,
+                },
+            };
+            let line = match next {
+                Ok(Some(line)) => line,
+                Ok(None) | Err(_) => break,
+            };
+            if let Some(rest) = line.strip_prefix("@@") {
+                let mut words = rest.split_whitespace();
+                match words.next() {
+                    Some("pid") => {
+                        let pid: Option<u32> = words.next().and_then(|w| w.parse().ok());
+                        let pgid: Option<u32> = words.next().and_then(|w| w.parse().ok());
+                        if let Some(pid) = pid {
+                            left.node = Some((pid, pgid.unwrap_or(pid)));
+                        }
+                        continue;
+                    }
+                    Some("venv") => {
+                        self.emit("venv", words.next().unwrap_or(""));
+                        continue;
+                    }
+                    Some("setup-done") => {
+                        left.set_up = true;
+                        stage = Stage::Prepare;
+                        last.clear();
+                        continue;
+                    }
+                    Some("prepare-begin") => continue,
+                    Some("prepare-end") => {
+                        prepare_code = words.next().and_then(|w| w.parse().ok());
+                        if prepare_code == Some(0) {
+                            self.emit("prepared", "");
+                        }
+                        continue;
+                    }
+                    Some("exec") => {
+                        stage = Stage::Pytest;
+                        last.clear();
+                        let pid = left.node.map(|n| n.0).unwrap_or(0);
+                        self.emit("started", &format!("pid {pid} on the host, connecting to {address}"));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            logs.write(stage, &line).await;
+            last.push_back(line);
+            if last.len() > TAIL_LINES {
+                last.pop_front();
+            }
+        }
+        logs.flush().await;
+        let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            Ok(Ok(s)) => s.code().unwrap_or(-1),
+            _ => -1,
+        };
+        let said = last.iter().cloned().collect::<Vec<_>>().join(" / ");
+        match (stage, cut) {
+            (Stage::Pytest, _) => {
+                self.emit("ended", &format!("exit {status}"));
+                if status != 0 && cut.is_none() {
+                    return Err(Failure(format!("pytest on the host exited with {status}: {said}")));
+                }
+                Ok(())
+            }
+            (_, Some(_)) => Err(Failure(self.too_late())),
+            (Stage::Setup, None) => Err(Failure(format!("setting up the run directory and venv failed (exit {status}): {said}"))),
+            (Stage::Prepare, None) => match prepare_code {
+                Some(c) if c != 0 => Err(Failure(format!("prepare_script exited with {c}: {said}"))),
+                _ => Err(Failure(format!("the run ended before pytest started (exit {status}): {said}"))),
+            },
+        }
+    }
+
+    /// The end session: what is left of the node, finalize_script, the run directory.
+    async fn end(&self, session: &Session, left: &Left) {
+        let finalize = left.set_up && self.plan.finalize_script.is_some();
+        let text = shell::end(&self.plan, &self.host, &self.python, left.node, left.set_up);
+        let limit = Duration::from_secs(self.plan.finalize_timeout as u64) + END_SLACK;
+        match tokio::time::timeout(limit, run_script(session, &text)).await {
+            Ok(Ok((_, out))) if finalize => {
+                let body: Vec<&str> = out.lines().skip_while(|l| *l != "@@finalize-begin").skip(1)
+                    .take_while(|l| !l.starts_with("@@finalize-end")).collect();
+                let _ = std::fs::write(self.logs.join("finalize.log"), body.join("\n") + "\n");
+                let code = out.lines().find_map(|l| l.strip_prefix("@@finalize-end ")).and_then(|c| c.trim().parse::<i32>().ok());
+                match code {
+                    Some(0) => self.emit("finalized", ""),
+                    Some(c) => self.emit("finalize_failed", &format!("finalize_script exited with {c}: {}", tail(&body.join("\n")))),
+                    None => self.emit("finalize_failed", &format!("finalize_script did not run: {}", tail(&out))),
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => self.emit("finalize_failed", &format!("ending the run on the host: {e}")),
+            Err(_) => {
+                self.emit("finalize_failed", &format!("finalize_script did not end within {} s", self.plan.finalize_timeout));
+                let _ = tokio::time::timeout(END_SLACK, run_script(session, &format!("rm -rf {}", shell::run_dir(&self.plan, &self.host)))).await;
+            }
+        }
     }
 
     fn check_stop(&self) -> Result<(), Failure> {
@@ -169,107 +335,41 @@ impl Host {
             _ = reached(self.stop.clone(), Stop::NoNewNodes) => Err(Failure(self.too_late())),
         }
     }
+}
 
-    async fn upload(&self, session: &Session, path: &std::path::Path, hash: &str) -> Result<u64, String> {
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut child = session.shell(shell::upload(&self.plan, hash)).stdin(Stdio::piped()).stdout(Stdio::null())
-            .stderr(Stdio::piped()).spawn().await.map_err(|e| e.to_string())?;
-        let mut stdin = child.stdin().take().expect("piped");
-        let n = tokio::io::copy(&mut file, &mut stdin).await.map_err(|e| e.to_string())?;
-        stdin.shutdown().await.map_err(|e| e.to_string())?;
-        drop(stdin);
-        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(tail(&String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(n)
+/// The host's logs on the main: setup.log, prepare.log, pytest.log (opened when first written).
+struct Logs {
+    dir: PathBuf,
+    files: Vec<(Stage, tokio::fs::File)>,
+}
+
+impl Logs {
+    fn new(dir: &std::path::Path) -> Logs {
+        Logs { dir: dir.to_path_buf(), files: Vec::new() }
     }
 
-    /// A port on the host's loopback forwarded to the main's queue over this connection.
-    async fn tunnel(&self, session: &Session) -> Result<u16, Failure> {
-        let main = &self.plan.main_local;
-        let mut last = String::new();
-        for attempt in 0..8u32 {
-            let port = 20000 + ((std::process::id() * 7919 + self.host.index as u32 * 104729 + attempt * 1009 + nanos()) % 40000) as u16;
-            match session.request_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", port), Socket::new(main.host.as_str(), main.port)).await {
-                Ok(()) => return Ok(port),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(Failure(format!("cannot open a reverse tunnel to the main: {last}")))
-    }
-
-    async fn run_node(&self, session: &Session, address: &str, pid: &mut Option<u32>) -> Result<(), Failure> {
-        let script = shell::start(&self.plan, &self.host, &self.python, address);
-        let mut child = session.command("sh").arg("-s").stdin(Stdio::piped()).stdout(Stdio::piped())
-            .stderr(Stdio::piped()).spawn().await.map_err(|e| format!("starting pytest: {e}"))?;
-        {
-            let mut stdin = child.stdin().take().expect("piped");
-            stdin.write_all(script.as_bytes()).await.map_err(|e| format!("starting pytest: {e}"))?;
-            stdin.shutdown().await.ok();
-        }
-        let stdout = child.stdout().take().expect("piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let log_path = self.logs.join("pytest.log");
-        let mut log = tokio::fs::File::create(&log_path).await.map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let mut last: VecDeque<String> = VecDeque::new();
-        let mut stop = self.stop.clone();
-        let mut stop_deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let next = match stop_deadline {
-                None => tokio::select! {
-                    l = lines.next_line() => l,
-                    _ = reached(stop.clone(), Stop::Everything) => {
-                        // Tell the node to end (its pytest, then workers, fork server and bridge).
-                        if let Some(p) = *pid {
-                            let _ = run_script(session, &format!("kill -TERM {p} 2>/dev/null || true")).await;
-                        }
-                        stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
-                        stop.mark_unchanged();
-                        continue;
-                    }
-                },
-                Some(deadline) => match tokio::time::timeout_at(deadline, lines.next_line()).await {
-                    Ok(l) => l,
-                    Err(_) => break,
-                },
+    async fn write(&mut self, stage: Stage, line: &str) {
+        if !self.files.iter().any(|(s, _)| *s == stage) {
+            let name = match stage {
+                Stage::Setup => "setup.log",
+                Stage::Prepare => "prepare.log",
+                Stage::Pytest => "pytest.log",
             };
-            match next {
-                Ok(Some(line)) => {
-                    if pid.is_none() {
-                        if let Some(p) = line.strip_prefix("@@pid ").and_then(|p| p.trim().parse().ok()) {
-                            *pid = Some(p);
-                            self.ev.emit(self.host.index, "started", &format!("pid {p} on the host, connecting to {address}"));
-                            continue;
-                        }
-                    }
-                    let _ = log.write_all(line.as_bytes()).await;
-                    let _ = log.write_all(b"\n").await;
-                    last.push_back(line);
-                    if last.len() > TAIL_LINES {
-                        last.pop_front();
-                    }
-                }
-                Ok(None) | Err(_) => break,
+            match tokio::fs::File::create(self.dir.join(name)).await {
+                Ok(f) => self.files.push((stage, f)),
+                Err(_) => return,
             }
         }
-        let _ = log.flush().await;
-        let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-            Ok(Ok(s)) => s.code().unwrap_or(-1),
-            _ => -1,
-        };
-        if pid.is_none() {
-            return Err(Failure(format!("pytest did not start: {}", last.iter().cloned().collect::<Vec<_>>().join(" / "))));
+        if let Some((_, f)) = self.files.iter_mut().find(|(s, _)| *s == stage) {
+            let _ = f.write_all(line.as_bytes()).await;
+            let _ = f.write_all(b"\n").await;
         }
-        self.ev.emit(self.host.index, "ended", &format!("exit {status}"));
-        if status != 0 && *self.stop.borrow() != Stop::Everything {
-            return Err(Failure(format!("pytest on the host exited with {status}: {}", last.iter().cloned().collect::<Vec<_>>().join(" / "))));
-        }
-        Ok(())
     }
 
-    fn write_log(&self, name: &str, text: &str) {
-        let _ = std::fs::write(self.logs.join(name), text);
+    async fn flush(&mut self) {
+        for (_, f) in self.files.iter_mut() {
+            let _ = f.flush().await;
+        }
     }
 }
 
@@ -290,23 +390,13 @@ async fn run_script(session: &Session, script: &str) -> Result<(i32, String), St
 
 /// The last lines of a step's output, on one line.
 fn tail(out: &str) -> String {
-    let lines: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("@@")).collect();
     let start = lines.len().saturating_sub(TAIL_LINES);
     lines[start..].join(" / ")
 }
 
 fn nanos() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
-}
-
-/// How far the main wants the fleet to wind down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stop {
-    Go,
-    /// The run's work is done: hosts not running a node yet do not start one.
-    NoNewNodes,
-    /// The run is cut short (Ctrl-C, a failing main): running nodes are ended too.
-    Everything,
 }
 
 /// Resolves once the main's wish reaches `level`.

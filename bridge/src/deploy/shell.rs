@@ -39,13 +39,15 @@ fn vars(plan: &Plan, host: &HostPlan, python: &str) -> String {
 }
 
 /// What the host has and can do: prints `have <hash>` per cached blob, `python X.Y`, and
-/// `reach yes|no ...` for the main's address when nodes are to connect directly.
+/// (when nodes are to connect directly) `mainhost H` and `reach yes|no ...` for the main's
+/// address. One python3 start: a login shell and an interpreter start are the costly part.
 pub fn probe(plan: &Plan) -> String {
     let mut s = format!("set -e\nC={}\nmkdir -p \"$C/blobs\"\n", cache_dir(plan));
     for blob in [&plan.runtime, &plan.bundle] {
         s += &format!("if [ -f \"$C/blobs/{h}.tar\" ]; then echo have {h}; fi\n", h = blob.hash);
     }
-    s += "python3 -c 'import sys; print(\"python %d.%d\" % sys.version_info[:2])'\n";
+    let mut py = String::from("import sys\nprint(\"python %d.%d\" % sys.version_info[:2])\n");
+    let mut py_args = String::new();
     if let Some(main) = &plan.main {
         // No host given (the main serves on 0.0.0.0): the address this ssh connection came from.
         if main.host.is_empty() {
@@ -53,11 +55,11 @@ pub fn probe(plan: &Plan) -> String {
         } else {
             s += &format!("h={}\n", quote(&main.host));
         }
-        s += &format!(
-            "echo \"mainhost $h\"\npython3 -c 'import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close(); print(\"reach yes\")\nexcept OSError as e:\n    print(\"reach no\", e)' \"$h\" {}\n",
-            main.port
-        );
+        s += "echo \"mainhost $h\"\n";
+        py += "import socket\ntry:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()\n    print(\"reach yes\")\nexcept OSError as e:\n    print(\"reach no\", e)\n";
+        py_args = format!(" \"$h\" {}", main.port);
     }
+    s += &format!("python3 -c {}{}\n", quote(&py), py_args);
     s
 }
 
@@ -69,11 +71,28 @@ pub fn upload(plan: &Plan, hash: &str) -> String {
     )
 }
 
-/// Unpacks the run directory and makes sure the cached venv exists (one installer at a time
-/// per cache directory); prints `@@venv cached` or `@@venv installed`.
-pub fn setup(plan: &Plan, host: &HostPlan, python: &str) -> String {
+fn environment(host: &HostPlan) -> String {
+    let mut s = String::from("PTMPROC_WORKER_ARTIFACTS_DIR=\"$A\"\nexport PTMPROC_WORKER_ARTIFACTS_DIR\n");
+    for (k, v) in &host.env {
+        s += &format!("{k}={}\nexport {k}\n", quote(v));
+    }
+    s
+}
+
+/// Runs a project script in the run directory (its output is the caller's).
+fn project_script(script: &str) -> String {
+    format!("p={}\nif [ -x \"$p\" ]; then \"./$p\"; else sh \"./$p\"; fi\n", quote(script))
+}
+
+/// The whole life of the node on the host, as one session (one login shell): prints
+/// `@@pid PID PGID` first, then sets up the run directory and the cached venv (`@@venv cached`
+/// or `@@venv installed`, one installer at a time per cache directory), `@@setup-done`, runs
+/// `prepare_script` between `@@prepare-begin` and `@@prepare-end CODE` (exit 97 if it failed),
+/// and prints `@@exec` right before it becomes `pytest --as-worker ...`. The token travels in
+/// this text (stdin), never in a command line.
+pub fn run(plan: &Plan, host: &HostPlan, python: &str, address: &str) -> String {
     let end = format!("PTMPROC_SELECTION_{}", plan.run_id);
-    let mut s = String::from("set -e\n");
+    let mut s = String::from("exec 2>&1\nset -- $(cat /proc/$$/stat 2>/dev/null)\necho \"@@pid $$ $5\"\nset -e\n");
     s += &vars(plan, host, python);
     s += "rm -rf \"$R\"\nmkdir -p \"$W\" \"$A\"\n";
     s += &format!("tar -xf \"$C/blobs/{}.tar\" -C \"$R\"\n", plan.bundle.hash);
@@ -82,8 +101,10 @@ pub fn setup(plan: &Plan, host: &HostPlan, python: &str) -> String {
     s += &format!("MPROC_REQ={}\n", quote(&plan.mproc_requirement));
     s += &format!("REQDIR={}\n", quote(plan.requirements_dir.as_deref().unwrap_or("")));
     s += "export C R V W MPROC_REQ REQDIR RUNTIME\n";
-    // The lock is the cache directory's, so hosts sharing it (NFS, one machine) install once.
-    s += r#"python3 -c 'import fcntl, subprocess, sys
+    // Fast path without the lock; the lock is the cache directory's, so hosts sharing it (NFS,
+    // one machine) install once and the others wait and reuse.
+    s += r#"if [ -f "$V/.complete" ]; then echo "@@venv cached"; else
+python3 -c 'import fcntl, subprocess, sys
 lock = open(sys.argv[1], "a")
 fcntl.flock(lock, fcntl.LOCK_EX)
 sys.exit(subprocess.call(["sh", "-ec", sys.argv[2]]))' "$C/.lock" '
@@ -95,39 +116,19 @@ python3 -m venv "$V"
 if [ -n "$REQDIR" ]; then cd "$R/$REQDIR"; "$V/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt; fi
 touch "$V/.complete"
 echo "@@venv installed"'
+fi
+echo "@@setup-done"
+set +e
+cd "$R"
 "#;
-    s
-}
-
-fn environment(plan: &Plan, host: &HostPlan) -> String {
-    let mut s = String::from("export PTMPROC_WORKER_ARTIFACTS_DIR=\"$A\"\n");
-    for (k, v) in &host.env {
-        s += &format!("{k}={}\nexport {k}\n", quote(v));
+    s += &environment(host);
+    if let Some(script) = &plan.prepare_script {
+        s += "echo \"@@prepare-begin\"\n";
+        s += &project_script(script);
+        s += "c=$?\necho \"@@prepare-end $c\"\nif [ $c -ne 0 ]; then exit 97; fi\n";
     }
-    let _ = plan;
-    s
-}
-
-/// Runs a project script (`prepare_script` / `finalize_script`) in the run directory.
-pub fn script(plan: &Plan, host: &HostPlan, python: &str, script: &str) -> String {
-    let mut s = String::from("exec 2>&1\n");
-    s += &vars(plan, host, python);
-    s += "cd \"$R\"\n";
-    s += &environment(plan, host);
-    s += &format!("p={}\nif [ -x \"$p\" ]; then exec \"./$p\"; else exec sh \"./$p\"; fi\n", quote(script));
-    s
-}
-
-/// Starts the worker node: prints `@@pid N`, then becomes `pytest --as-worker ...`. The token
-/// travels in this text (stdin), never in a command line.
-pub fn start(plan: &Plan, host: &HostPlan, python: &str, address: &str) -> String {
-    let mut s = String::from("exec 2>&1\n");
-    s += &vars(plan, host, python);
-    s += "cd \"$R\"\n";
-    s += &environment(plan, host);
     s += &format!("PTMPROC_AUTH_TOKEN={}\nexport PTMPROC_AUTH_TOKEN\n", quote(&plan.token_hex));
     s += "VIRTUAL_ENV=\"$V\"; PATH=\"$V/bin:$PATH\"; export VIRTUAL_ENV PATH\n";
-    s += "echo \"@@pid $$\"\n";
     let cores = host.cores.as_deref().unwrap_or(&plan.default_cores);
     let mut argv: Vec<String> = vec![
         "--as-worker".into(),
@@ -138,6 +139,7 @@ pub fn start(plan: &Plan, host: &HostPlan, python: &str, address: &str) -> Strin
     ];
     argv.extend(plan.pytest_args.iter().cloned());
     argv.extend(host.options.iter().cloned());
+    s += "echo \"@@exec\"\n";
     s += "exec \"$V/bin/python\" -m pytest --mproc-selection \"$R/.ptmproc/selection\"";
     for a in argv {
         s += " ";
@@ -147,17 +149,33 @@ pub fn start(plan: &Plan, host: &HostPlan, python: &str, address: &str) -> Strin
     s
 }
 
-/// Ends what is left of the run on the host and removes its run directory.
-pub fn cleanup(plan: &Plan, host: &HostPlan, pid: Option<u32>) -> String {
-    let mut s = String::new();
-    if let Some(pid) = pid {
-        // The node's pytest; its fork server, workers and bridge die with it (parent-death signal).
+/// The end of the run on the host, as one session: what is left of the node's process group
+/// is ended (`pid`, `pgid` from `@@pid`), `finalize_script` runs (when the host was set up)
+/// between `@@finalize-begin` and `@@finalize-end CODE`, and the run directory is removed.
+pub fn end(plan: &Plan, host: &HostPlan, python: &str, node: Option<(u32, u32)>, finalize: bool) -> String {
+    let mut s = String::from("exec 2>&1\n");
+    s += &vars(plan, host, python);
+    if let Some((pid, pgid)) = node {
+        // The node's pytest; its fork server, workers and bridge die with it (parent-death
+        // signal). The group also holds a prepare_script that was cut short.
         s += &format!(
-            "if kill -TERM {pid} 2>/dev/null; then i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL {pid} 2>/dev/null || true; fi\n"
+            "if kill -0 {pid} 2>/dev/null; then kill -TERM -{pgid} {pid} 2>/dev/null; i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -{pgid} {pid} 2>/dev/null; fi\n"
         );
     }
-    s += &format!("rm -rf {}\n", run_dir(plan, host));
+    if let (true, Some(script)) = (finalize, &plan.finalize_script) {
+        s += "if cd \"$R\" 2>/dev/null; then\n";
+        s += &environment(host);
+        s += "echo \"@@finalize-begin\"\n";
+        s += &project_script(script);
+        s += "echo \"@@finalize-end $?\"\nfi\n";
+    }
+    s += "cd /\nrm -rf \"$R\"\n";
     s
+}
+
+/// Tells the node (pytest) to end now.
+pub fn terminate(pid: u32) -> String {
+    format!("kill -TERM {pid} 2>/dev/null || true")
 }
 
 #[cfg(test)]
