@@ -501,7 +501,7 @@ def test_hosts_in_network_namespaces_direct_and_through_a_jump_host(project, ser
     assert main.wait() == 1, main.text()
     text = main.text()
     assert counts(text) == {"passed": 25, "failed": 1}
-    assert f"Worker-0 {a.address}: worker node started (pid " in text
+    assert f"Worker-0 {a.address}: worker node started (session pid " in text
     assert f"connecting to 10.{s1}.0.1:{port})" in text
     # B: only through A, and it cannot route back: a reverse tunnel on its ssh connection.
     main = project.main("-q", "--as-main", f"0.0.0.0:{port}", "--cores", "2",
@@ -511,7 +511,7 @@ def test_hosts_in_network_namespaces_direct_and_through_a_jump_host(project, ser
     text = main.text()
     assert counts(text) == {"passed": 25, "failed": 1}
     assert re.search(rf"Worker-0 {re.escape(b.address)}: cannot reach the main directly .*: using a reverse tunnel", text)
-    assert re.search(rf"Worker-0 {re.escape(b.address)}: worker node started \(pid \d+ on the host, connecting to 127\.0\.0\.1:\d+\)", text)
+    assert re.search(rf"Worker-0 {re.escape(b.address)}: worker node started \(session pid \d+ on the host, connecting to 127\.0\.0\.1:\d+\)", text)
     rows = project.rows()
     once = Counter({f"tests/test_suite.py::test_work[{i}]": 1 for i in range(24)}
                    | {"tests/test_suite.py::test_fails": 1, "tests/test_suite.py::test_environment": 1})

@@ -4,8 +4,9 @@
 //! into the host's logs; at the end one session that runs `finalize_script` and removes the run
 //! directory — also when the run is stopped (Ctrl-C, a failing main, the work done early).
 //!
-//! Every ssh session costs a login shell on the host, so a host takes four in all (probe,
-//! tunnel request, run, end) plus one per blob it lacks.
+//! Every ssh session costs a login shell on the host, so a host takes three in all (probe,
+//! tunnel request, run) plus one per blob it lacks; a fourth (end) only when the run session
+//! could not finish (stopped, connection lost).
 
 use super::events::Emitter;
 use super::plan::{HostPlan, Plan};
@@ -51,6 +52,7 @@ enum Stage {
     Setup,
     Prepare,
     Pytest,
+    Finalize,
 }
 
 /// What the run session left behind, for the end session.
@@ -60,6 +62,10 @@ struct Left {
     node: Option<(u32, u32)>,
     /// The run directory was set up: finalize_script runs.
     set_up: bool,
+    /// finalize_script ran in the run session.
+    finalized: bool,
+    /// The run session removed the run directory: no end session is needed.
+    cleaned: bool,
 }
 
 pub struct Host {
@@ -190,22 +196,23 @@ impl Host {
         let mut logs = Logs::new(&self.logs);
         let mut stage = Stage::Setup;
         let mut prepare_code: Option<i32> = None;
+        let mut node_exit: Option<i32> = None;
+        let mut finalize_tail = String::new();
+        let mut finalize_lines: Vec<String> = Vec::new();
         let mut last: VecDeque<String> = VecDeque::new();
         let mut cut: Option<&'static str> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             // Before the node runs, a run that no longer wants it cuts the session short; once
             // it runs, only a stop of everything does (the node ends by itself otherwise).
-            let level = if stage == Stage::Pytest { Stop::Everything } else { Stop::NoNewNodes };
+            let level = if stage >= Stage::Pytest { Stop::Everything } else { Stop::NoNewNodes };
             let next = match deadline {
                 None => tokio::select! {
                     l = lines.next_line() => l,
                     _ = reached(self.stop.clone(), level) => {
-                        cut = Some(if stage == Stage::Pytest { "stopped" } else { "too late" });
+                        cut = Some(if stage >= Stage::Pytest { "stopped" } else { "too late" });
                         if let Some((pid, pgid)) = left.node {
-                            let text = if stage == Stage::Pytest { shell::terminate(pid) }
-                                       else { format!("kill -TERM -{pgid} {pid} 2>/dev/null || true") };
-                            let _ = run_script(session, &text).await;
+                            let _ = run_script(session, &shell::terminate(pid, pgid)).await;
                         }
                         deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
                         continue;
@@ -253,13 +260,40 @@ impl Host {
                         stage = Stage::Pytest;
                         last.clear();
                         let pid = left.node.map(|n| n.0).unwrap_or(0);
-                        self.emit("started", &format!("pid {pid} on the host, connecting to {address}"));
+                        self.emit("started", &format!("session pid {pid} on the host, connecting to {address}"));
+                        continue;
+                    }
+                    Some("node-exit") => {
+                        node_exit = words.next().and_then(|w| w.parse().ok());
+                        self.emit("ended", &format!("exit {}", node_exit.unwrap_or(-1)));
+                        stage = Stage::Finalize;
+                        finalize_tail = last.iter().cloned().collect::<Vec<_>>().join(" / ");
+                        continue;
+                    }
+                    Some("finalize-begin") => continue,
+                    Some("finalize-end") => {
+                        left.finalized = true;
+                        match words.next().and_then(|w| w.parse::<i32>().ok()) {
+                            Some(0) => self.emit("finalized", ""),
+                            c => {
+                                let out = finalize_lines.join("\n");
+                                self.emit("finalize_failed", &format!("finalize_script exited with {}: {}", c.unwrap_or(-1), tail(&out)));
+                            }
+                        }
+                        continue;
+                    }
+                    Some("cleaned") => {
+                        left.cleaned = true;
                         continue;
                     }
                     _ => {}
                 }
             }
             logs.write(stage, &line).await;
+            if stage == Stage::Finalize {
+                finalize_lines.push(line);
+                continue;
+            }
             last.push_back(line);
             if last.len() > TAIL_LINES {
                 last.pop_front();
@@ -272,10 +306,14 @@ impl Host {
         };
         let said = last.iter().cloned().collect::<Vec<_>>().join(" / ");
         match (stage, cut) {
+            (Stage::Finalize, _) => match node_exit {
+                Some(c) if c != 0 && cut.is_none() => Err(Failure(format!("pytest on the host exited with {c}: {finalize_tail}"))),
+                _ => Ok(()),
+            },
             (Stage::Pytest, _) => {
                 self.emit("ended", &format!("exit {status}"));
-                if status != 0 && cut.is_none() {
-                    return Err(Failure(format!("pytest on the host exited with {status}: {said}")));
+                if cut.is_none() {
+                    return Err(Failure(format!("the session on the host ended before pytest did (exit {status}): {said}")));
                 }
                 Ok(())
             }
@@ -288,10 +326,14 @@ impl Host {
         }
     }
 
-    /// The end session: what is left of the node, finalize_script, the run directory.
+    /// The end session, when the run session did not finish: what is left of the node,
+    /// finalize_script (if it did not run), the run directory.
     async fn end(&self, session: &Session, left: &Left) {
-        let finalize = left.set_up && self.plan.finalize_script.is_some();
-        let text = shell::end(&self.plan, &self.host, &self.python, left.node, left.set_up);
+        if left.cleaned {
+            return;
+        }
+        let finalize = left.set_up && !left.finalized && self.plan.finalize_script.is_some();
+        let text = shell::end(&self.plan, &self.host, &self.python, left.node, finalize);
         let limit = Duration::from_secs(self.plan.finalize_timeout as u64) + END_SLACK;
         match tokio::time::timeout(limit, run_script(session, &text)).await {
             Ok(Ok((_, out))) if finalize => {
@@ -354,6 +396,7 @@ impl Logs {
                 Stage::Setup => "setup.log",
                 Stage::Prepare => "prepare.log",
                 Stage::Pytest => "pytest.log",
+                Stage::Finalize => "finalize.log",
             };
             match tokio::fs::File::create(self.dir.join(name)).await {
                 Ok(f) => self.files.push((stage, f)),

@@ -88,8 +88,9 @@ fn project_script(script: &str) -> String {
 /// `@@pid PID PGID` first, then sets up the run directory and the cached venv (`@@venv cached`
 /// or `@@venv installed`, one installer at a time per cache directory), `@@setup-done`, runs
 /// `prepare_script` between `@@prepare-begin` and `@@prepare-end CODE` (exit 97 if it failed),
-/// and prints `@@exec` right before it becomes `pytest --as-worker ...`. The token travels in
-/// this text (stdin), never in a command line.
+/// prints `@@exec` and runs `pytest --as-worker ...` (`@@node-exit CODE`), then
+/// `finalize_script` (`@@finalize-begin`, `@@finalize-end CODE`) and removes the run directory
+/// (`@@cleaned`). The token travels in this text (stdin), never in a command line.
 pub fn run(plan: &Plan, host: &HostPlan, python: &str, address: &str) -> String {
     let end = format!("PTMPROC_SELECTION_{}", plan.run_id);
     let mut s = String::from("exec 2>&1\nset -- $(cat /proc/$$/stat 2>/dev/null)\necho \"@@pid $$ $5\"\nset -e\n");
@@ -140,24 +141,33 @@ cd "$R"
     argv.extend(plan.pytest_args.iter().cloned());
     argv.extend(host.options.iter().cloned());
     s += "echo \"@@exec\"\n";
-    s += "exec \"$V/bin/python\" -m pytest --mproc-selection \"$R/.ptmproc/selection\"";
+    // Not exec: when the node ends, this session runs finalize_script and removes the run
+    // directory itself (no further login shell on the host in the normal case).
+    s += "\"$V/bin/python\" -m pytest --mproc-selection \"$R/.ptmproc/selection\"";
     for a in argv {
         s += " ";
         s += &quote(&a);
     }
-    s += " </dev/null\n";
+    s += " </dev/null\nc=$?\necho \"@@node-exit $c\"\n";
+    if let Some(script) = &plan.finalize_script {
+        s += "echo \"@@finalize-begin\"\n";
+        s += &project_script(script);
+        s += "echo \"@@finalize-end $?\"\n";
+    }
+    s += "cd /\nrm -rf \"$R\"\necho \"@@cleaned\"\nexit $c\n";
     s
 }
 
-/// The end of the run on the host, as one session: what is left of the node's process group
-/// is ended (`pid`, `pgid` from `@@pid`), `finalize_script` runs (when the host was set up)
-/// between `@@finalize-begin` and `@@finalize-end CODE`, and the run directory is removed.
+/// The end of the run on the host when the run session could not finish it (cut short, or its
+/// connection lost): what is left of the session's process group is ended (`pid`, `pgid` from
+/// `@@pid`), `finalize_script` runs (when the host was set up and it did not run yet) between
+/// `@@finalize-begin` and `@@finalize-end CODE`, and the run directory is removed.
 pub fn end(plan: &Plan, host: &HostPlan, python: &str, node: Option<(u32, u32)>, finalize: bool) -> String {
     let mut s = String::from("exec 2>&1\n");
     s += &vars(plan, host, python);
     if let Some((pid, pgid)) = node {
-        // The node's pytest; its fork server, workers and bridge die with it (parent-death
-        // signal). The group also holds a prepare_script that was cut short.
+        // The session's group: its sh, a prepare_script cut short, the node's pytest (whose fork
+        // server, workers and bridge die with it: parent-death signal).
         s += &format!(
             "if kill -0 {pid} 2>/dev/null; then kill -TERM -{pgid} {pid} 2>/dev/null; i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -{pgid} {pid} 2>/dev/null; fi\n"
         );
@@ -173,9 +183,9 @@ pub fn end(plan: &Plan, host: &HostPlan, python: &str, node: Option<(u32, u32)>,
     s
 }
 
-/// Tells the node (pytest) to end now.
-pub fn terminate(pid: u32) -> String {
-    format!("kill -TERM {pid} 2>/dev/null || true")
+/// Ends the run session's process group now (its sh, a script, the node's pytest).
+pub fn terminate(pid: u32, pgid: u32) -> String {
+    format!("kill -TERM -{pgid} {pid} 2>/dev/null || true")
 }
 
 #[cfg(test)]
