@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
 import time
 import uuid
@@ -28,8 +29,10 @@ END_TIMEOUT = 120
 
 @dataclass
 class FleetSetup:
-    """What pytest_configure validated: the hosts, the project and the hosts' arguments."""
+    """What pytest_configure validated: the hosts (or the reservation service's URLs), the
+    project and the hosts' arguments."""
     hosts: list
+    urls: list
     project: project_config.ProjectConfig
     args: list
     cores: str
@@ -41,10 +44,10 @@ class FleetSetup:
 def configure(config, remote_workers: list[str], as_main: str | None, cores: str | None) -> FleetSetup:
     """Validates a fleet run's options; ValueError (a usage error) naming the problem."""
     urls = [v for v in remote_workers if remote_hosts.is_reservation_url(v)]
-    if urls:
-        raise ValueError(f"--remote-worker {urls[0]}: reservation services (http endpoints) are not supported yet; "
-                         "give hosts as host[:port][;key=value...] or a file of JSON lines")
-    hosts = remote_hosts.parse(remote_workers)
+    if urls and len(urls) != len(remote_workers):
+        raise ValueError(f"--remote-worker {urls[0]}: a reservation service cannot be combined with hosts; "
+                         "more --remote-worker URLs are its backups")
+    hosts = [] if urls else remote_hosts.parse(remote_workers)
     invocation = Path(config.invocation_params.dir)
     path = project_config.find(config.getoption("mproc_project_structure"), invocation)
     if path is None:
@@ -55,7 +58,7 @@ def configure(config, remote_workers: list[str], as_main: str | None, cores: str
     ssh_config = config.getoption("mproc_ssh_config")
     if ssh_config and not os.path.isfile(ssh_config):
         raise ValueError(f"--mproc-ssh-config: no such file {ssh_config!r}")
-    return FleetSetup(hosts=hosts, project=project, args=args, cores=(cores or "auto").strip(),
+    return FleetSetup(hosts=hosts, urls=urls, project=project, args=args, cores=(cores or "auto").strip(),
                       ssh_config=os.path.abspath(ssh_config) if ssh_config else None, direct=as_main is not None)
 
 
@@ -71,6 +74,7 @@ class HostState:
     workers: int = 0
     tests: int | None = None  # handed to its node (known when the node leaves)
     lost: str | None = None
+    artifacts: str | None = None
 
 
 class FleetRun:
@@ -83,6 +87,12 @@ class FleetRun:
         self.hosts = [HostState(h.label) for h in setup.hosts]
         self.t0 = time.monotonic()
         self.control_dir: str | None = None
+        self.reservation = None
+        # Whether a host arriving now is still wanted (set by the main: work left to hand out).
+        self.wants_hosts = lambda: True
+        # Lines from other threads (the reservation reader), printed by poll().
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        self.first_host_line: float | None = None
 
     # ---- start ----
 
@@ -128,17 +138,48 @@ class FleetRun:
             "finalize_timeout": FINALIZE_TIMEOUT,
             "hosts": [h.plan(i) for i, h in enumerate(setup.hosts)],
         }
-        self._write(f"pytest-mproc: deploying {project.project_name} to {len(setup.hosts)} host"
-                    f"{'s' if len(setup.hosts) != 1 else ''} ({len(project.files)} files; logs in {setup.log_dir})")
+        where = (f"the hosts of {setup.urls[0]}" if setup.urls else
+                 f"{len(setup.hosts)} host{'s' if len(setup.hosts) != 1 else ''}")
+        self._write(f"pytest-mproc: deploying {project.project_name} to {where} "
+                    f"({len(project.files)} files; logs in {setup.log_dir})")
         self.fleet = _core.Fleet(json.dumps(plan))
+        if setup.urls:
+            from .reservation import Reservation, ReservationError
+
+            self.reservation = Reservation(setup.urls, self._arrived, self._lines.put)
+            try:
+                self.reservation.start()
+            except ReservationError as e:
+                raise self.session.Interrupted(f"pytest-mproc: {e}") from None
+            if self.reservation.source != setup.urls[0]:
+                self._write(f"pytest-mproc: reservation service: using {self.reservation.source} "
+                            f"(earlier endpoints failed)", failed=True)
+            if self.reservation.session:
+                self._write(f"pytest-mproc: reservation session {self.reservation.session.get('session_id')}")
+
+    def _arrived(self, spec) -> None:
+        """A host from the reservation service (its reader thread)."""
+        if self.first_host_line is None:
+            self.first_host_line = time.monotonic()
+        if not self.wants_hosts():
+            self._lines.put(f"pytest-mproc: {spec.label} arrived after every test was handed out: not deployed")
+            return
+        index = len(self.hosts)
+        self.hosts.append(HostState(spec.label))
+        self.fleet.add_host(json.dumps(spec.plan(index)))
 
     # ---- during the run ----
 
     def poll(self, timeout: float = 0.0) -> None:
+        while not self._lines.empty():
+            self._write(self._lines.get(), failed=True)
         if self.fleet is None:
             return
         for line in self.fleet.events(timeout):
             self._on_event(json.loads(line))
+
+    def more_hosts_may_come(self) -> bool:
+        return self.reservation is not None and self.reservation.streaming
 
     def pending(self) -> bool:
         """Some host is still on its way (neither running a node nor failed)."""
@@ -175,10 +216,12 @@ class FleetRun:
             h.ended_at = ev["secs"]
         elif phase == "failed":
             h.failure = detail
+        elif phase == "artifacts":
+            h.artifacts = detail
         elif phase == "done":
             h.done = True
             return
-        if phase in ("ended", "finalized") and not h.failure:
+        if phase in ("ended", "finalized", "artifacts") and not h.failure:
             return  # in the summary; the terminal is showing test progress by now
         text = {
             "connected": f"connected ({detail})",
@@ -191,6 +234,8 @@ class FleetRun:
             "ended": f"worker node ended ({detail})",
             "finalized": "finalize_script done",
             "finalize_failed": detail,
+            "artifacts": f"artifacts pulled back: {detail}",
+            "artifacts_failed": detail,
             "failed": f"cannot take part: {detail}",
         }.get(phase, f"{phase} {detail}")
         self._write(f"pytest-mproc: Worker-{ev['host']} {h.label}: {text}", failed=phase in ("failed", "finalize_failed"))
@@ -205,24 +250,30 @@ class FleetRun:
     # ---- end ----
 
     def end(self, stopped: bool) -> None:
-        """Waits for every host to finish (finalize_script, removal of the run directory);
+        """Waits for every host to finish (finalize_script, artifacts, removal of the run
+        directory), then ends the reservation session (exactly once, however the run ended);
         `stopped`: the run is being cut short, so hosts are told to end now."""
-        if self.fleet is None:
-            return
-        # Hosts still on their way are not needed any more; running nodes end by themselves
-        # (the main told them the run is over) unless the run is cut short.
-        self.fleet.stop(everything=stopped)
-        deadline = time.monotonic() + END_TIMEOUT
-        while not self.fleet.wait(0.2):
-            self.poll()
-            if time.monotonic() > deadline:
-                self._write(f"pytest-mproc: some hosts did not finish within {END_TIMEOUT} s", failed=True)
-                break
-        self.poll()
-        if self.control_dir:
-            import shutil
+        self.wants_hosts = lambda: False
+        try:
+            if self.fleet is not None:
+                # Hosts still on their way are not needed any more; running nodes end by
+                # themselves (the main told them the run is over) unless the run is cut short.
+                self.fleet.stop(everything=stopped)
+                deadline = time.monotonic() + END_TIMEOUT
+                while not self.fleet.wait(0.2):
+                    self.poll()
+                    if time.monotonic() > deadline:
+                        self._write(f"pytest-mproc: some hosts did not finish within {END_TIMEOUT} s", failed=True)
+                        break
+                self.poll()
+        finally:
+            if self.reservation is not None:
+                self.reservation.end()
+                self.poll()
+            if self.control_dir:
+                import shutil
 
-            shutil.rmtree(self.control_dir, ignore_errors=True)
+                shutil.rmtree(self.control_dir, ignore_errors=True)
 
     def summary(self) -> list[str]:
         lines = []
@@ -239,6 +290,8 @@ class FleetRun:
                 elif h.failure:
                     line += f"; {h.failure}"
                 lines.append(line)
+            if h.artifacts:
+                lines.append(f"Worker-{i} {h.label}: artifacts in {h.artifacts}")
         return lines
 
 

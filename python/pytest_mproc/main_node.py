@@ -86,6 +86,7 @@ class MultiHostRun:
         stopped = True
         try:
             if self.fleet is not None:
+                self.fleet.wants_hosts = self._wants_hosts
                 self.fleet.start(self.host_name, self.coord.port or self.port)
             self._run()
             stopped = False
@@ -171,6 +172,7 @@ class MultiHostRun:
             self.coord.publish(key, self.store.get(key))
             pending = self._submit_runnable(pending)
             self._drain()
+        self.submitted = True
         alone_since = time.monotonic() if not self.nodes else None
         while self.outcomes.remaining and not (self.stopping and not self.nodes):
             with self.guard.handling():
@@ -181,7 +183,7 @@ class MultiHostRun:
             if self.fleet is not None:
                 self.fleet.poll()
                 deploying = self.fleet.pending()
-                if not deploying and not self.nodes and not self.fleet.running():
+                if not (deploying or self.nodes or self.fleet.running() or self.fleet.more_hosts_may_come()):
                     self._give_up("no host of --remote-worker could take part")
             if self.nodes or deploying:
                 alone_since = None
@@ -194,6 +196,15 @@ class MultiHostRun:
             log("some nodes did not leave within 30 s")
         self._drain()
         self._end_local_node(kill=False)
+
+    def _wants_hosts(self) -> bool:
+        """A fleet host arriving now would get work (called from the reservation's thread)."""
+        if self.stopping or not self.outcomes.remaining:
+            return False
+        if not getattr(self, "submitted", False):
+            return True  # still submitting (global fixtures are being set up)
+        queued = self.coord.queued()
+        return queued is None or queued > 0
 
     def _submit_runnable(self, pending: list) -> list:
         """Submits, in order, the entries whose global fixtures are set up; returns the rest."""

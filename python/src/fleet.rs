@@ -1,7 +1,7 @@
 //! Bindings of the fleet mode (`--remote-worker`): packing bundles and running the hosts
 //! (mproc_bridge::deploy). The plan arrives as JSON built by `pytest_mproc/fleet.py`.
 
-use mproc_bridge::deploy::{bundle, plan::Plan, Fleet as CoreFleet, Stop};
+use mproc_bridge::deploy::{bundle, plan::{HostPlan, Plan}, Fleet as CoreFleet, Stop};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -27,6 +27,13 @@ impl Fleet {
         let plan: Plan = serde_json::from_str(plan_json).map_err(|e| PyValueError::new_err(format!("fleet plan: {e}")))?;
         let fleet = CoreFleet::start(plan).map_err(|e| PyOSError::new_err(format!("cannot start the fleet: {e}")))?;
         Ok(Fleet { inner: Mutex::new(fleet) })
+    }
+
+    /// Starts one more host (JSON of one entry of the plan's `hosts`).
+    fn add_host(&self, host_json: &str) -> PyResult<()> {
+        let host: HostPlan = serde_json::from_str(host_json).map_err(|e| PyValueError::new_err(format!("fleet host: {e}")))?;
+        self.inner.lock().expect("fleet lock").add(host);
+        Ok(())
     }
 
     /// Progress lines (JSON) reported since the last call, waiting up to `timeout` s for one.

@@ -77,6 +77,11 @@ impl Coordinator {
         self.link.stop()
     }
 
+    /// Entries not yet handed to a node (None when the coordinator runs elsewhere).
+    fn queued(&self) -> Option<usize> {
+        self.link.queued()
+    }
+
     fn finish(&self) {
         self.link.finish()
     }

@@ -215,11 +215,19 @@ pub trait MainLink: Send + Sync {
     fn wait_nodes_gone(&self, timeout: Duration) -> bool;
     /// Ends the link; an in-process coordinator stops accepting and drops every connection.
     fn close(&self);
+    /// Entries waiting to be handed to a node (None: not known here, e.g. a remote coordinator).
+    fn queued(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl MainLink for Coordinator {
     fn submit(&self, entries: Vec<Entry>, front: bool) {
         submit(&mut self.shared.lock(), entries, front);
+    }
+
+    fn queued(&self) -> Option<usize> {
+        Some(self.shared.lock().queue.len())
     }
 
     fn publish(&self, key: String, value: Vec<u8>) {

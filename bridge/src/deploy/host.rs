@@ -53,6 +53,7 @@ enum Stage {
     Prepare,
     Pytest,
     Finalize,
+    Artifacts,
 }
 
 /// What the run session left behind, for the end session.
@@ -199,6 +200,8 @@ impl Host {
         let mut node_exit: Option<i32> = None;
         let mut finalize_tail = String::new();
         let mut finalize_lines: Vec<String> = Vec::new();
+        let mut zip: Option<ArtifactZip> = None;
+        let mut before_artifacts = Stage::Finalize;
         let mut last: VecDeque<String> = VecDeque::new();
         let mut cut: Option<&'static str> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -282,12 +285,31 @@ impl Host {
                         }
                         continue;
                     }
+                    Some("artifacts-begin") => {
+                        before_artifacts = stage;
+                        stage = Stage::Artifacts;
+                        zip = Some(ArtifactZip::create(&self.logs));
+                        continue;
+                    }
+                    Some("artifacts-end") => {
+                        stage = before_artifacts;
+                        if let Some(z) = zip.take() {
+                            self.artifacts_done(z, words.next());
+                        }
+                        continue;
+                    }
                     Some("cleaned") => {
                         left.cleaned = true;
                         continue;
                     }
                     _ => {}
                 }
+            }
+            if stage == Stage::Artifacts {
+                if let Some(z) = zip.as_mut() {
+                    z.add(&line);
+                }
+                continue;
             }
             logs.write(stage, &line).await;
             if stage == Stage::Finalize {
@@ -306,7 +328,7 @@ impl Host {
         };
         let said = last.iter().cloned().collect::<Vec<_>>().join(" / ");
         match (stage, cut) {
-            (Stage::Finalize, _) => match node_exit {
+            (Stage::Finalize | Stage::Artifacts, _) => match node_exit {
                 Some(c) if c != 0 && cut.is_none() => Err(Failure(format!("pytest on the host exited with {c}: {finalize_tail}"))),
                 _ => Ok(()),
             },
@@ -335,7 +357,23 @@ impl Host {
         let finalize = left.set_up && !left.finalized && self.plan.finalize_script.is_some();
         let text = shell::end(&self.plan, &self.host, &self.python, left.node, finalize);
         let limit = Duration::from_secs(self.plan.finalize_timeout as u64) + END_SLACK;
-        match tokio::time::timeout(limit, run_script(session, &text)).await {
+        let result = tokio::time::timeout(limit, run_script(session, &text)).await;
+        if let Ok(Ok((_, out))) = &result {
+            let mut lines = out.lines().skip_while(|l| *l != "@@artifacts-begin");
+            if lines.next().is_some() {
+                let mut z = ArtifactZip::create(&self.logs);
+                let mut code = None;
+                for l in lines {
+                    if let Some(c) = l.strip_prefix("@@artifacts-end") {
+                        code = Some(c.trim().to_string());
+                        break;
+                    }
+                    z.add(l);
+                }
+                self.artifacts_done(z, code.as_deref());
+            }
+        }
+        match result {
             Ok(Ok((_, out))) if finalize => {
                 let body: Vec<&str> = out.lines().skip_while(|l| *l != "@@finalize-begin").skip(1)
                     .take_while(|l| !l.starts_with("@@finalize-end")).collect();
@@ -353,6 +391,13 @@ impl Host {
                 self.emit("finalize_failed", &format!("finalize_script did not end within {} s", self.plan.finalize_timeout));
                 let _ = tokio::time::timeout(END_SLACK, run_script(session, &format!("rm -rf {}", shell::run_dir(&self.plan, &self.host)))).await;
             }
+        }
+    }
+
+    fn artifacts_done(&self, z: ArtifactZip, code: Option<&str>) {
+        match z.finish(code) {
+            Ok((path, n)) => self.emit("artifacts", &format!("{} ({:.1} kB)", path.display(), n as f64 / 1e3)),
+            Err(e) => self.emit("artifacts_failed", &format!("artifacts not pulled back: {e}")),
         }
     }
 
@@ -396,7 +441,7 @@ impl Logs {
                 Stage::Setup => "setup.log",
                 Stage::Prepare => "prepare.log",
                 Stage::Pytest => "pytest.log",
-                Stage::Finalize => "finalize.log",
+                Stage::Finalize | Stage::Artifacts => "finalize.log",
             };
             match tokio::fs::File::create(self.dir.join(name)).await {
                 Ok(f) => self.files.push((stage, f)),
@@ -413,6 +458,38 @@ impl Logs {
         for (_, f) in self.files.iter_mut() {
             let _ = f.flush().await;
         }
+    }
+}
+
+/// The host's artifacts arriving as base64 lines, written to `Worker-<n>/artifacts.zip`.
+struct ArtifactZip {
+    path: PathBuf,
+    data: Vec<u8>,
+    error: Option<String>,
+}
+
+impl ArtifactZip {
+    fn create(dir: &std::path::Path) -> ArtifactZip {
+        ArtifactZip { path: dir.join("artifacts.zip"), data: Vec::new(), error: None }
+    }
+
+    fn add(&mut self, line: &str) {
+        use base64::Engine;
+        match base64::engine::general_purpose::STANDARD.decode(line.trim()) {
+            Ok(b) => self.data.extend_from_slice(&b),
+            Err(e) => self.error = Some(format!("bad base64 from the host: {e}")),
+        }
+    }
+
+    fn finish(self, code: Option<&str>) -> Result<(PathBuf, usize), String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if code != Some("0") {
+            return Err(format!("zipping them on the host failed (exit {})", code.unwrap_or("?")));
+        }
+        std::fs::write(&self.path, &self.data).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok((self.path, self.data.len()))
     }
 }
 

@@ -17,25 +17,31 @@ pub mod ssh;
 
 use events::Emitter;
 pub use host::Stop;
-use plan::Plan;
+use plan::{HostPlan, Plan};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// A fleet at work: every host runs on its own task, none waits for another.
+/// A fleet at work: every host runs on its own task, none waits for another. Hosts are the
+/// plan's, plus any added while the fleet runs (hosts streamed by a reservation service).
 pub struct Fleet {
     events: Receiver<String>,
     stop: watch::Sender<Stop>,
+    hosts: Option<tokio::sync::mpsc::UnboundedSender<HostPlan>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Fleet {
-    pub fn start(plan: Plan) -> std::io::Result<Fleet> {
+    pub fn start(mut plan: Plan) -> std::io::Result<Fleet> {
         std::fs::create_dir_all(&plan.log_dir)?;
         let (tx, rx) = channel();
         let (stop_tx, stop_rx) = watch::channel(Stop::Go);
+        let (hosts_tx, mut hosts_rx) = tokio::sync::mpsc::unbounded_channel();
+        for h in std::mem::take(&mut plan.hosts) {
+            let _ = hosts_tx.send(h);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -45,17 +51,28 @@ impl Fleet {
         let emitter = Emitter::new(tx, Instant::now());
         let thread = std::thread::Builder::new().name("mproc-fleet".into()).spawn(move || {
             runtime.block_on(async move {
-                let tasks: Vec<_> = plan
-                    .hosts
-                    .iter()
-                    .map(|h| tokio::spawn(host::Host::new(plan.clone(), h.clone(), emitter.clone(), stop_rx.clone()).run()))
-                    .collect();
+                let mut tasks = Vec::new();
+                while let Some(h) = hosts_rx.recv().await {
+                    tasks.push(tokio::spawn(host::Host::new(plan.clone(), h, emitter.clone(), stop_rx.clone()).run()));
+                }
                 for t in tasks {
                     let _ = t.await;
                 }
             });
         })?;
-        Ok(Fleet { events: rx, stop: stop_tx, thread: Some(thread) })
+        Ok(Fleet { events: rx, stop: stop_tx, hosts: Some(hosts_tx), thread: Some(thread) })
+    }
+
+    /// Starts one more host (its `index` must be new).
+    pub fn add(&self, host: HostPlan) {
+        if let Some(tx) = &self.hosts {
+            let _ = tx.send(host);
+        }
+    }
+
+    /// No host will be added any more: the fleet is done once its hosts are.
+    pub fn no_more_hosts(&mut self) {
+        self.hosts = None;
     }
 
     /// Progress lines reported so far, waiting up to `timeout` for the first.
@@ -84,8 +101,9 @@ impl Fleet {
         });
     }
 
-    /// True once every host is done (cleaned up and disconnected).
+    /// True once every host is done (cleaned up and disconnected); implies no_more_hosts.
     pub fn wait(&mut self, timeout: Duration) -> bool {
+        self.no_more_hosts();
         let deadline = Instant::now() + timeout;
         while let Some(t) = &self.thread {
             if t.is_finished() {

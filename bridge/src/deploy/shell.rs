@@ -72,10 +72,12 @@ pub fn upload(plan: &Plan, hash: &str) -> String {
 }
 
 fn environment(host: &HostPlan) -> String {
-    let mut s = String::from("PTMPROC_WORKER_ARTIFACTS_DIR=\"$A\"\nexport PTMPROC_WORKER_ARTIFACTS_DIR\n");
+    let mut s = String::new();
     for (k, v) in &host.env {
         s += &format!("{k}={}\nexport {k}\n", quote(v));
     }
+    // Fixed by the plugin: a value the user set is overridden.
+    s += "PTMPROC_WORKER_ARTIFACTS_DIR=\"$A\"\nexport PTMPROC_WORKER_ARTIFACTS_DIR\n";
     s
 }
 
@@ -154,8 +156,29 @@ cd "$R"
         s += &project_script(script);
         s += "echo \"@@finalize-end $?\"\n";
     }
+    s += &artifacts();
     s += "cd /\nrm -rf \"$R\"\necho \"@@cleaned\"\nexit $c\n";
     s
+}
+
+/// When the tests (or scripts) left files in the artifacts directory: prints them as one zip,
+/// base64 between `@@artifacts-begin` and `@@artifacts-end` (the main writes it to
+/// `Worker-<n>/artifacts.zip`).
+fn artifacts() -> String {
+    let py = "import base64, os, sys, zipfile\n\
+src, out = sys.argv[1], sys.argv[2]\n\
+with zipfile.ZipFile(out, 'w', zipfile.ZIP_DEFLATED) as z:\n\
+    for root, dirs, files in os.walk(src):\n\
+        dirs.sort()\n\
+        for f in sorted(files):\n\
+            p = os.path.join(root, f)\n\
+            z.write(p, os.path.relpath(p, src))\n\
+with open(out, 'rb') as f:\n\
+    base64.encode(f, sys.stdout.buffer)\n";
+    format!(
+        "if [ -d \"$A\" ] && [ -n \"$(ls -A \"$A\" 2>/dev/null)\" ]; then\necho \"@@artifacts-begin\"\npython3 -c {} \"$A\" \"$R/.ptmproc/artifacts.zip\"\necho \"@@artifacts-end $?\"\nfi\n",
+        quote(py)
+    )
 }
 
 /// The end of the run on the host when the run session could not finish it (cut short, or its
@@ -179,6 +202,7 @@ pub fn end(plan: &Plan, host: &HostPlan, python: &str, node: Option<(u32, u32)>,
         s += &project_script(script);
         s += "echo \"@@finalize-end $?\"\nfi\n";
     }
+    s += &artifacts();
     s += "cd /\nrm -rf \"$R\"\n";
     s
 }
