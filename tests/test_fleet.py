@@ -22,131 +22,10 @@ import pytest
 
 import netns
 import sshd
-from cluster import Proc
+from fleet_support import (  # noqa: F401 (fixtures)
+    Project, counts, namespaces, project, remote_processes, servers, shared_cache, ssh_client)
 
 pytestmark = pytest.mark.skipif(sshd.available() is not None, reason=str(sshd.available()))
-
-LEDGER_TESTS = '''
-import os, pytest
-
-def _ledger(request):
-    with open(os.environ["LEDGER"], "a") as f:
-        f.write(f"{request.node.nodeid}|{os.environ.get('TAG', '-')}|{os.environ.get('PYTEST_XDIST_WORKER', '-')}\\n")
-
-@pytest.fixture(autouse=True)
-def ledger(request):
-    _ledger(request)
-'''
-
-
-@pytest.fixture(scope="session")
-def ssh_client(tmp_path_factory):
-    return sshd.Client(tmp_path_factory.mktemp("ssh-client"))
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory):
-    """The hosts' cache shared by the tests of this process (the venv is installed once)."""
-    return tmp_path_factory.mktemp("remote-cache")
-
-
-@pytest.fixture
-def servers(tmp_path, ssh_client):
-    started: list[sshd.Server] = []
-
-    def start(host: str = "127.0.0.1", **kw) -> sshd.Server:
-        s = sshd.Server(tmp_path / f"sshd{len(started)}", ssh_client, host=host, **kw).start()
-        started.append(s)
-        ssh_client.trust(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
-
-
-class Project:
-    def __init__(self, path: Path, cache: Path, client: sshd.Client) -> None:
-        self.path = path
-        self.cache = cache
-        self.client = client
-        self.ledger = path.parent / f"ledger-{uuid.uuid4().hex[:8]}"
-        self.marks = path.parent / f"marks-{uuid.uuid4().hex[:8]}"
-        self.marks.mkdir()
-        self.tmp_root = path.parent / "remote-tmp"
-        self.tmp_root.mkdir(exist_ok=True)
-        self.tag = uuid.uuid4().hex[:10]
-
-    def write(self, tests: str, config: dict | None = None, prepare: str | None = None,
-              finalize: str | None = None, requirements: str | None = None, files: dict | None = None,
-              conftest_extra: str = "") -> None:
-        p = self.path
-        (p / "tests").mkdir(parents=True, exist_ok=True)
-        (p / "conftest.py").write_text(textwrap.dedent(f'''
-            from pathlib import Path
-            import pytest_mproc
-            pytest_mproc.Settings.set_cached_dir(Path({str(self.cache)!r}))
-            pytest_mproc.Settings.set_tmp_root(Path({str(self.tmp_root)!r}))
-            def pytest_addoption(parser):
-                parser.addoption("--flavor", default="plain")
-        ''') + textwrap.dedent(conftest_extra))
-        (p / "tests" / "test_suite.py").write_text(LEDGER_TESTS + textwrap.dedent(tests))
-        cfg = {"project_name": "fleetdemo", "test_files": ["conftest.py", "tests/*.py"]}
-        for name, text in (("prepare.sh", prepare), ("finalize.sh", finalize)):
-            if text is not None:
-                (p / name).write_text("#!/bin/sh\n" + textwrap.dedent(text))
-                os.chmod(p / name, 0o755)
-                cfg["prepare_script" if name == "prepare.sh" else "finalize_script"] = f"./{name}"
-        if requirements is not None:
-            (p / "requirements.txt").write_text(requirements)
-            cfg["test_files"].append("requirements.txt")
-        for rel, data in (files or {}).items():
-            (p / rel).parent.mkdir(parents=True, exist_ok=True)
-            (p / rel).write_bytes(data if isinstance(data, bytes) else data.encode())
-            cfg["test_files"].append(rel)
-        cfg.update(config or {})
-        (p / "ptmproc_project.cfg").write_text(json.dumps(cfg, indent=1))
-
-    def host(self, server: sshd.Server, tag: str, **arguments) -> str:
-        args = {"LEDGER": str(self.ledger), "TAG": tag, "RUN_TAG": self.tag, "MARKS": str(self.marks), **arguments}
-        return server.address + "".join(f";{k}={v}" for k, v in args.items())
-
-    def main(self, *args: str, env: dict | None = None) -> Proc:
-        out = self.path.parent / f"main-{uuid.uuid4().hex[:6]}.out"
-        e = dict(os.environ, PTMPROC_HOST_ARTIFACTS_DIR=str(self.path / "artifacts"), **(env or {}))
-        e.pop("PYTEST_XDIST_WORKER", None)
-        e.pop("PYTEST_ADDOPTS", None)
-        popen = subprocess.Popen([sys.executable, "-m", "pytest",
-                                  f"--mproc-ssh-config={self.client.config}", *args],
-                                 cwd=self.path, env=e, stdout=out.open("w"), stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-        return Proc(popen, out)
-
-    def rows(self) -> list[tuple[str, str, str]]:
-        if not self.ledger.exists():
-            return []
-        return [tuple(line.split("|")) for line in self.ledger.read_text().splitlines()]
-
-    def serial(self, *args: str) -> dict:
-        """Outcome counts of the same tests run serially here (the parity reference)."""
-        e = dict(os.environ, LEDGER=str(self.path.parent / "serial-ledger"), DEVICE="devS", TAG="serial",
-                 MARKS=str(self.marks), PTMPROC_WORKER_ARTIFACTS_DIR=str(self.marks))
-        e.pop("PYTEST_XDIST_WORKER", None)
-        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
-                           cwd=self.path, env=e, capture_output=True, text=True)
-        return counts(r.stdout)
-
-
-def counts(text: str) -> dict:
-    line = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed)", l)]
-    assert line, text
-    return {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", line[-1])}
-
-
-@pytest.fixture
-def project(tmp_path, shared_cache, ssh_client):
-    return Project(tmp_path / "proj", shared_cache, ssh_client)
-
 
 SUITE = '''
 import os, pytest
@@ -291,18 +170,6 @@ def test_unknown_host_key_is_refused_not_trusted(project, tmp_path, ssh_client):
         stranger.stop()
 
 
-def _remote_processes(run_tag: str) -> list[int]:
-    pids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if f"RUN_TAG={run_tag}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                    pids.append(int(pid))
-            except OSError:
-                pass
-    return pids
-
-
 def test_ctrl_c_ends_every_remote_process_and_finalize_runs(project, servers):
     project.write('''
         import os, pathlib, time
@@ -319,11 +186,11 @@ def test_ctrl_c_ends_every_remote_process_and_finalize_runs(project, servers):
         assert main.popen.poll() is None, main.text()
         import time
         time.sleep(0.05)
-    assert _remote_processes(project.tag), "the remote test process carries RUN_TAG"
+    assert remote_processes(project.tag), "the remote test process carries RUN_TAG"
     os.kill(main.pid, signal.SIGINT)
     assert main.wait(90) == 2, main.text()
     assert (project.marks / "finalize-A").read_text() == "done\n"
-    assert _remote_processes(project.tag) == []
+    assert remote_processes(project.tag) == []
     assert list(project.tmp_root.iterdir()) == []
 
 
@@ -460,18 +327,6 @@ def test_hosts_sharing_a_fresh_cache_install_the_venv_once(tmp_path, ssh_client,
     assert main.wait() == 0, main.text()
     assert main.text().count("venv installed") == 1 and main.text().count("venv cached") == 1, main.text()
     assert len(list((project.cache / "fleetdemo").glob("venv-*"))) == 1
-
-
-@pytest.fixture
-def namespaces():
-    try:
-        ns = netns.Namespaces()
-    except netns.Unavailable as e:
-        pytest.skip(str(e))
-    try:
-        yield ns
-    finally:
-        ns.close()
 
 
 def test_hosts_in_network_namespaces_direct_and_through_a_jump_host(project, servers, namespaces, ssh_client):
@@ -621,13 +476,13 @@ def test_a_killed_main_leaves_no_remote_process(project, servers):
     while not (project.marks / "running").exists():
         assert main.popen.poll() is None, main.text()
         time.sleep(0.05)
-    assert _remote_processes(project.tag)
+    assert remote_processes(project.tag)
     os.kill(main.pid, signal.SIGKILL)
     main.popen.wait()
     deadline = time.monotonic() + 30
-    while _remote_processes(project.tag) and time.monotonic() < deadline:
+    while remote_processes(project.tag) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _remote_processes(project.tag) == []
+    assert remote_processes(project.tag) == []
 
 
 def test_which_arguments_reach_the_hosts(pytester):

@@ -4,7 +4,7 @@ while the service still prepares the others.
 
 The first line may describe a session: `{"session_id": ..., "start_session_url": ...,
 "end_session_url": ..., "heartbeat_url": ...}`. `start_session_url` is fetched before any host
-is used, `heartbeat_url` every half second until the end (a failure is reported once per
+is used, `heartbeat_url` every quarter second until the end (a failure is reported once per
 streak of failures and the run goes on), `end_session_url` exactly once at the end, however
 the run ends. Later `--remote-worker` URLs are backups, tried in order when an earlier one
 cannot be reached or answers with an error.
@@ -22,7 +22,7 @@ from typing import Callable
 
 from . import remote_hosts
 
-HEARTBEAT_PERIOD = 0.5
+HEARTBEAT_PERIOD = 0.25
 REQUEST_TIMEOUT = 10.0
 
 

@@ -165,18 +165,19 @@ cd "$R"
 /// base64 between `@@artifacts-begin` and `@@artifacts-end` (the main writes it to
 /// `Worker-<n>/artifacts.zip`).
 fn artifacts() -> String {
-    let py = "import base64, os, sys, zipfile\n\
-src, out = sys.argv[1], sys.argv[2]\n\
-with zipfile.ZipFile(out, 'w', zipfile.ZIP_DEFLATED) as z:\n\
-    for root, dirs, files in os.walk(src):\n\
-        dirs.sort()\n\
-        for f in sorted(files):\n\
-            p = os.path.join(root, f)\n\
-            z.write(p, os.path.relpath(p, src))\n\
-with open(out, 'rb') as f:\n\
-    base64.encode(f, sys.stdout.buffer)\n";
+    let py = r#"import base64, os, sys, zipfile
+src, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            z.write(p, os.path.relpath(p, src))
+with open(out, "rb") as f:
+    base64.encode(f, sys.stdout.buffer)
+"#;
     format!(
-        "if [ -d \"$A\" ] && [ -n \"$(ls -A \"$A\" 2>/dev/null)\" ]; then\necho \"@@artifacts-begin\"\npython3 -c {} \"$A\" \"$R/.ptmproc/artifacts.zip\"\necho \"@@artifacts-end $?\"\nfi\n",
+        "if [ -d \"$A\" ] && [ -n \"$(ls -A \"$A\" 2>/dev/null)\" ]; then\necho \"@@artifacts-begin\"\npython3 -c {} \"$A\" \"$R/.ptmproc/artifacts.zip\" 2>/dev/null\necho \"@@artifacts-end $?\"\nfi\n",
         quote(py)
     )
 }
