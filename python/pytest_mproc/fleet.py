@@ -93,6 +93,8 @@ class FleetRun:
         # Lines from other threads (the reservation reader), printed by poll().
         self._lines: queue.SimpleQueue = queue.SimpleQueue()
         self.first_host_line: float | None = None
+        self.first_result: float | None = None
+        self.requested: float | None = None
 
     # ---- start ----
 
@@ -147,6 +149,7 @@ class FleetRun:
             from .reservation import Reservation, ReservationError
 
             self.reservation = Reservation(setup.urls, self._arrived, self._lines.put)
+            self.requested = time.monotonic()
             try:
                 self.reservation.start()
             except ReservationError as e:
@@ -277,6 +280,11 @@ class FleetRun:
 
     def summary(self) -> list[str]:
         lines = []
+        if self.reservation is not None and self.first_host_line is not None:
+            line = f"reservation: first host {self.first_host_line - self.requested:.2f} s after the request"
+            if self.first_result is not None and self.first_result > self.first_host_line:
+                line += f", first result {self.first_result - self.first_host_line:.2f} s after that host arrived"
+            lines.append(line)
         for i, h in enumerate(self.hosts):
             if h.failure and h.started_at is None:
                 lines.append(f"Worker-{i} {h.label}: did not take part: {h.failure}")

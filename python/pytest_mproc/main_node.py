@@ -244,6 +244,8 @@ class MultiHostRun:
                 self._crash(index, f"{wid} on node {node}", pid, status, tail)
 
     def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
+        if self.fleet is not None and self.fleet.first_result is None:
+            self.fleet.first_result = time.monotonic()
         if self.outcomes.result(index, reports, warnings, location):
             self._check_stop()
 

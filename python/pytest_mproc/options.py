@@ -88,11 +88,12 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--remote-worker",
         dest="mproc_remote_workers",
-        metavar="HOST[:PORT][;key=value...]|FILE",
+        metavar="HOST[:PORT][;key=value...]|FILE|URL",
         action="append",
         default=[],
         help="fleet run: deploy the project over ssh to this host and run a worker node there "
-        "(repeatable), or to every host of a file of JSON lines; see docs/fleet.md",
+        "(repeatable), or to every host of a file of JSON lines, or of a reservation service "
+        "(http(s) URL; more URLs are backups); see docs/fleet.md",
     )
     group.addoption(
         "--project_structure",
