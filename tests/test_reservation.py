@@ -40,6 +40,9 @@ class Service:
         self.close_after: int | None = None
         self.on_start = lambda: None
         self.seen_at_start = None
+        # heartbeat call number (1-based) -> HTTP status; after_heartbeats(n) runs on each call
+        self.heartbeat_status: dict[int, int] = {}
+        self.after_heartbeat = lambda n: None
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +66,10 @@ class Service:
                     if path == "start":
                         service.seen_at_start = service.on_start()
                     service.calls.append((path, time.monotonic()))
+                    if path == "heartbeat":
+                        n = len(service.times("heartbeat"))
+                        service.after_heartbeat(n)
+                        return self._ok(service.heartbeat_status.get(n, 200))
                     return self._ok()
                 if path != "reserve":
                     return self._ok(404)
@@ -312,3 +319,54 @@ def test_the_example_service_drives_a_run(project, servers, tmp_path):
         svc.terminate()
         out = svc.communicate(timeout=10)[0]
     assert re.search(r'"GET /end/\w+ HTTP/1.1" 200', out), out
+
+
+def test_a_failing_heartbeat_is_reported_once_per_streak(project, servers, service):
+    """Heartbeats 1-3 and 6-7 fail: two reports, and the run goes on. The test waits until the
+    service has seen 9 heartbeats (it leaves a mark)."""
+    project.write('''
+        import os, pathlib, time
+        def test_waits_for_the_heartbeats():
+            mark = pathlib.Path(os.environ["MARKS"], "heartbeats")
+            deadline = time.monotonic() + 60
+            while not mark.exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        ''')
+    a = servers("127.0.0.3")
+    service.lines = [(host_line(project, a, "A"), None)]
+    service.heartbeat_status = {1: 500, 2: 500, 3: 500, 6: 503, 7: 503}
+    service.after_heartbeat = lambda n: (project.marks / "heartbeats").touch() if n >= 9 else None
+    main = project.main("-q", "--cores", "1", "--remote-worker", service.url())
+    assert main.wait(90) == 0, main.text()
+    reports = re.findall(r"reservation: heartbeat failed: (HTTP \d+)[^\n]*\(the run goes on\)", main.text())
+    assert reports == ["HTTP 500", "HTTP 503"], main.text()
+    assert len(service.times("end")) == 1
+
+
+def test_a_host_lost_mid_run_still_gets_its_artifacts_pulled(project, servers, service):
+    """A test on host A kills A's node (its pytest process, SIGKILL) after leaving an artifact:
+    the node is lost, B runs the rest, and A's artifacts still come back."""
+    project.write('''
+        import os, pathlib, signal, time, pytest
+
+        def _ppid(pid):
+            return int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+        @pytest.mark.parametrize("i", range(8))
+        def test_work(i):
+            tag = os.environ["TAG"]
+            if tag == "A":
+                pathlib.Path(os.environ["PTMPROC_WORKER_ARTIFACTS_DIR"], "before-loss.txt").write_text("A was here")
+                # worker -> fork server -> the node's pytest
+                os.kill(_ppid(os.getppid()), signal.SIGKILL)
+                time.sleep(60)
+        ''')
+    a, b = servers("127.0.0.3"), servers("127.0.0.4")
+    service.lines = [(host_line(project, a, "A"), None), (host_line(project, b, "B"), ran_on(project, "A"))]
+    main = project.main("-q", "--cores", "1", "--remote-worker", service.url())
+    assert main.wait(120) == 1, main.text()
+    assert re.search(r"lost node Worker-0", main.text()), main.text()
+    with zipfile.ZipFile(project.path / "artifacts" / "Worker-0" / "artifacts.zip") as zf:
+        assert zf.read("before-loss.txt") == b"A was here"
+    assert len(service.times("end")) == 1

@@ -315,7 +315,9 @@ def _runtime() -> tuple[Path, str, str]:
     if tar.exists() and digest.exists():
         return tar, digest.read_text().strip(), mproc_req
     runtime_hash = _core.pack_bundle(str(wheel_dir), wheels, str(tar))
-    digest.write_text(runtime_hash)
+    tmp = digest.with_suffix(f".{os.getpid()}.part")
+    tmp.write_text(runtime_hash)
+    os.replace(tmp, digest)  # several mains may pack the same runtime at once
     return tar, runtime_hash, mproc_req
 
 

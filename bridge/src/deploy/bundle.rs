@@ -33,7 +33,9 @@ pub fn pack(root: &Path, files: &[String], out: &Path) -> io::Result<String> {
     }
     let bytes = builder.into_inner()?;
     let hash = hex(&Sha256::digest(&bytes));
-    let tmp = out.with_extension("part");
+    // Several mains may pack the same file at once (same runtime): each writes its own temporary.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = out.with_extension(format!("{}.{nanos}.part", std::process::id()));
     fs::File::create(&tmp)?.write_all(&bytes)?;
     fs::rename(&tmp, out)?;
     Ok(hash)
