@@ -7,6 +7,10 @@
   by hand  pytest --as-main 0.0.0.0:P  +  4 x `ip netns exec nsK pytest --as-worker ...`
            started at the same moment (median of --rounds)
 
+  service  the same 4 hosts handed out by examples/reservation/reservation_service.py
+           (one host ready every --prepare-seconds): time from the first host line to the
+           first test result at the main (from the run's summary line)
+
 Per phase: when each host reached it (seconds after the fleet started), from PTMPROC_VERBOSE.
 Goal: cached re-run within 1.5 s of the hand-started run. Needs root.
 
@@ -72,6 +76,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tests", type=int, default=400)
     ap.add_argument("--cores", type=int, default=1)
+    ap.add_argument("--prepare-seconds", type=float, default=1.0)
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, sshd)")
@@ -94,8 +99,9 @@ def main() -> None:
         env = dict(os.environ, PTMPROC_VERBOSE="1", PTMPROC_HOST_ARTIFACTS_DIR=str(work / "artifacts"))
         env.pop("PYTEST_XDIST_WORKER", None)
         port = sshd.free_port("0.0.0.0")
-        fleet_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--mproc-ssh-config={client.config}",
-                     "--as-main", f"0.0.0.0:{port}", "--cores", str(args.cores)]
+        base_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--mproc-ssh-config={client.config}",
+                    "--as-main", f"0.0.0.0:{port}", "--cores", str(args.cores)]
+        fleet_cmd = list(base_cmd)
         for _, _, s in hosts:
             fleet_cmd += ["--remote-worker", s.address]
 
@@ -125,6 +131,25 @@ def main() -> None:
             if m.returncode != 0:
                 raise SystemExit(f"hand-started main exited {m.returncode}:\n{out[-2000:]}")
 
+        # A reservation service handing out the same hosts, one every --prepare-seconds.
+        pool = work / "pool.jsonl"
+        pool.write_text("".join(json.dumps({"host": s.address}) + "\n" for _, _, s in hosts))
+        svc_port = sshd.free_port()
+        svc = subprocess.Popen([sys.executable, str(HERE.parent / "examples" / "reservation" / "reservation_service.py"),
+                                str(pool), "--port", str(svc_port), "--prepare-seconds", str(args.prepare_seconds)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        svc.stdout.readline()
+        first_result = []
+        try:
+            for _ in range(args.rounds):
+                cmd = base_cmd + ["--remote-worker", f"http://127.0.0.1:{svc_port}/reserve?count=4"]
+                wall, text = timed(cmd, proj, env)
+                m = re.search(r"first result ([\d.]+) s after that host arrived", text)
+                first_result.append(float(m.group(1)) if m else float("nan"))
+        finally:
+            svc.terminate()
+            svc.wait()
+
         def row(label, ph):
             cells = []
             for p in ("connected", "bundle", "venv", "started", "done"):
@@ -139,6 +164,7 @@ def main() -> None:
         print(f"| fleet, cached re-run (median) | {statistics.median(cached):.2f} |")
         print(f"| hand-started --as-worker nodes (median) | {statistics.median(by_hand):.2f} |")
         print(f"| cached re-run minus hand-started | {statistics.median(cached) - statistics.median(by_hand):+.2f} |")
+        print(f"| reservation service: first host line -> first test result (median) | {statistics.median(first_result):.2f} |")
         print("\nslowest host reaching each phase (s after the fleet started)\n")
         print("| run | connected | bundle | venv | node started | done |\n|---|---|---|---|---|---|")
         print(row("first", first_phases))
