@@ -9,6 +9,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Fleet tests: the hosts (sshd on this machine) make venvs with the system's python3.
 /usr/bin/python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
+# The timeline page is checked in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

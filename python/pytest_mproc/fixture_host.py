@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import time
 import traceback
 
 from .fixtures import GLOBAL, REGISTRY, FixtureSpec
@@ -13,6 +14,10 @@ from .verbose import log
 
 
 class FixtureHost:
+    # Told of every fixture set up here: (name, "global" | "node", start, stop) in time.time()
+    # seconds (the run's timeline, timeline.py).
+    on_set_up = None
+
     def __init__(self, store, remote_global=None) -> None:
         """`remote_global(key) -> bytes`: on a worker node, global fixtures are not set up here
         but fetched (as published by the main) through this function."""
@@ -61,6 +66,14 @@ class FixtureHost:
             return
         kwargs = {d: self.values[d] for d in spec.argnames}
         log(f"setting up {spec.kind} fixture {name}")
+        started = time.time()
+        try:
+            self._set_up(spec, name, kwargs)
+        finally:
+            if FixtureHost.on_set_up is not None:
+                FixtureHost.on_set_up(name, spec.kind, started, time.time())
+
+    def _set_up(self, spec: FixtureSpec, name: str, kwargs: dict) -> None:
         try:
             if inspect.isgeneratorfunction(spec.func):
                 gen = spec.func(**kwargs)

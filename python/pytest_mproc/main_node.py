@@ -229,7 +229,7 @@ class MultiHostRun:
         msg = messages.decode(data)
         kind = msg[0]
         if kind == messages.RESULT:
-            self._on_result(msg[2], msg[3], msg[4], msg[5])
+            self._on_result(msg)
         elif kind == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
         elif kind == messages.HANG_REPORT:
@@ -243,10 +243,10 @@ class MultiHostRun:
             for index in running:
                 self._crash(index, f"{wid} on node {node}", pid, status, tail)
 
-    def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
+    def _on_result(self, msg: tuple) -> None:
         if self.fleet is not None and self.fleet.first_result is None:
             self.fleet.first_result = time.monotonic()
-        if self.outcomes.result(index, reports, warnings, location):
+        if self.outcomes.result(msg):
             self._check_stop()
 
     def _crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> None:

@@ -4,7 +4,9 @@ Tasks ring (main -> workers): a unit of work = little-endian u32 test indices in
 `session.items` (the list every process shares because workers are forked after collection).
 
 Results ring (workers and fork server -> main): pickled tuples, first element the kind:
-  ("R", wid, index, [serialized reports], [warnings], location)  a test finished
+  ("R", wid, index, [serialized reports], [warnings], location[, node])
+                                                      a test finished (node: the worker node's
+                                                      name, on worker nodes)
   ("U", wid, pid)                                     a worker is up
   ("D", wid, pid, wait_status)                        a worker process ended (from the fork server)
   ("I", wid, text)                                    an internal error in a worker

@@ -111,6 +111,14 @@ def addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fleet run: ssh configuration file to use instead of ~/.ssh/config (ssh -F)",
     )
+    group.addoption(
+        "--mproc-timeline",
+        dest="mproc_timeline",
+        metavar="PATH.html",
+        default=None,
+        help="write a self-contained HTML timeline of the run: a lane per worker, a bar per test "
+        "(see docs/seeing.md)",
+    )
     # Set by the main on the hosts of a fleet run, not by users.
     group.addoption("--mproc-selection", dest="mproc_selection", default=None, help=argparse_suppress())
     group.addoption("--mproc-node-name", dest="mproc_node_name", default=None, help=argparse_suppress())

@@ -86,6 +86,9 @@ class Outcomes:
         self.remaining = len(self.items)
         self.crashed = outcome.crashed
         self.decode = report_decoder(self.config)
+        from . import timeline
+
+        self.timeline = timeline.current()
 
     def _settle(self, index: int) -> bool:
         """Marks test `index` as having its result; False if it already had one."""
@@ -109,11 +112,16 @@ class Outcomes:
         if raise_it:
             raise KeyboardInterrupt
 
-    def result(self, index: int, report_dicts: list, warning_tuples: list, location: tuple) -> bool:
-        """Replays a test's reports; False if it already had a result."""
+    def result(self, msg: tuple) -> bool:
+        """Replays a test's reports (a messages.RESULT: kind, worker, index, reports, warnings,
+        location[, node]); False if the test already had a result."""
+        _, wid, index, report_dicts, warning_tuples, location, *rest = msg
         if not self._settle(index):
             return False
-        replay_result(self.config, self.items[index], report_dicts, warning_tuples, location, self.decode)
+        item = self.items[index]
+        reports = replay_result(self.config, item, report_dicts, warning_tuples, location, self.decode)
+        if self.timeline is not None:
+            self.timeline.test(item.nodeid, rest[0] if rest else "", wid, reports)
         return True
 
     def crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> bool:
@@ -134,6 +142,8 @@ class Outcomes:
         self._settle(index)
         self.crashed.append(item.nodeid)
         _log_test(self.config, item, reports)
+        if self.timeline is not None:
+            self.timeline.crash(item.nodeid, who)
         return True
 
     def missing(self) -> list[str]:
@@ -244,7 +254,7 @@ def replay_arrived(results, outcomes: Outcomes, outcome: RunOutcome) -> None:
                 continue
             msg = messages.decode(data)
             if msg[0] == messages.RESULT:
-                outcomes.result(msg[2], msg[3], msg[4], msg[5])
+                outcomes.result(msg)
             elif msg[0] == messages.INTERRUPTED and outcome.interrupt_repr is None:
                 outcomes.interrupted(msg, outcome, raise_it=False)
     except Exception as e:  # the interrupt matters more than a half-written result

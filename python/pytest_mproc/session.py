@@ -23,6 +23,13 @@ class MprocSession:
         self.history = DurationHistory(config)
         self.outcome = RunOutcome()
         self.fleet = None
+        self.timeline = None
+        if multihost is None or multihost[0] == "main":
+            from .timeline import Timeline
+
+            self.timeline = Timeline(config)
+            self.timeline.install()
+        self.timeline_written: str | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -32,6 +39,8 @@ class MprocSession:
             )
         if session.config.option.collectonly or not session.items:
             return True
+        if self.timeline is not None:
+            self.timeline.begin()
         try:
             self.outcome = self._run(session)
         except BaseException as e:
@@ -94,10 +103,23 @@ class MprocSession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):
         self.history.save()
+        if self.timeline is not None:
+            try:
+                self.timeline_written = self.timeline.write()
+            except OSError as e:
+                self.outcome.node_notes.append(f"cannot write the timeline: {e}")
         if self.outcome.fixture_errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter):
+        if self.timeline is not None:
+            lines = self.timeline.terminal_lines(verbose=self.config.get_verbosity() > 0)
+            if lines:
+                terminalreporter.write_sep("-", "pytest-mproc workers")
+                for line in lines:
+                    terminalreporter.write_line(line)
+        if self.timeline_written:
+            terminalreporter.write_line(f"pytest-mproc: timeline written to {self.timeline_written}")
         for text in self.outcome.fixture_errors:
             terminalreporter.write_sep("=", "pytest-mproc fixture teardown error", red=True)
             terminalreporter.write_line(text.rstrip())

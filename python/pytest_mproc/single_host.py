@@ -89,7 +89,7 @@ class SingleHostRun:
 
     def _handle(self, msg: tuple) -> None:
         if msg[0] == messages.RESULT:
-            self._on_result(msg[2], msg[3], msg[4], msg[5])
+            self._on_result(msg)
         elif msg[0] == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
         elif msg[0] == messages.WORKER_OUTPUT:
@@ -114,8 +114,8 @@ class SingleHostRun:
             time.sleep(nap)
             nap = min(nap * 2, NAP_MAX)
 
-    def _on_result(self, index: int, reports: list, warnings: list, location: tuple) -> None:
-        if not self.outcomes.result(index, reports, warnings, location):
+    def _on_result(self, msg: tuple) -> None:
+        if not self.outcomes.result(msg):
             return
         self.node.fs.progress()
         self._check_stop()

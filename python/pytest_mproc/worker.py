@@ -151,6 +151,9 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
     to_serializable = _serializer(config)
     items = session.items
     slot = tasks.lease_claim()
+    # On a worker node, results name the node too (for the main's timeline).
+    node = os.environ.get("PTMPROC_NODE_NAME")
+    result_head, result_tail = (messages.RESULT, wid), ((node,) if node else ())
     control.push(messages.encode((messages.UP, wid, os.getpid())))
     log(f"worker {wid} up")
     prof = None
@@ -183,7 +186,7 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
                 if tasks.user_add(FAILURES_WORD, 1) + 1 >= maxfail:
                     tasks.abort()
             reports = [to_serializable(r) for r in collector.reports]
-            results.push(messages.encode((messages.RESULT, wid, index, reports, collector.warnings, item.location)))
+            results.push(messages.encode(result_head + (index, reports, collector.warnings, item.location) + result_tail))
             collector.reports = []
             collector.warnings = []
             # Worker-side stop flags mean nothing: the main decides -x for the whole run.

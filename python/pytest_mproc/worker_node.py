@@ -52,6 +52,7 @@ class NodeRun:
         """Runs the node until the main says the run is over; NodeError if it cannot."""
         node = self.node
         outcome = RunOutcome()
+        os.environ["PTMPROC_NODE_NAME"] = self.name  # the workers tag their results with it
         node.start()
         self._start_bridge()
         log(f"node {self.name}: fork server {node.fs.pid}, bridge {self.bridge.pid}, {self.workers} workers")

@@ -1,0 +1,115 @@
+"""The run's timeline: the per-worker terminal summary, and `--mproc-timeline PATH.html`
+checked in a real headless browser (Debian's chromium): the page renders without script
+errors and draws exactly one bar per test, with the serial run's outcome counts."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+MIXED = """
+import pytest
+
+@pytest.mark.parametrize("i", range(30))
+def test_ok(i):
+    pass
+
+def test_fails():
+    assert 0
+
+@pytest.mark.skip(reason="no")
+def test_skipped():
+    pass
+
+@pytest.mark.xfail
+def test_xfail():
+    assert 0
+
+@pytest.mark.xfail
+def test_xpass():
+    pass
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup")
+
+def test_error(broken):
+    pass
+"""
+
+
+def body_attributes(path) -> dict:
+    """The page's <body> attributes after its scripts ran, in headless chromium."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium here (scripts/setup.sh installs it)")
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", f"file://{path}"],
+                       capture_output=True, text=True, timeout=120)
+    m = re.search(r"<body([^>]*)>", r.stdout)
+    assert m, r.stdout[:2000] + r.stderr[-2000:]
+    return dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(1)))
+
+
+def test_timeline_page_has_one_bar_per_test_with_the_serial_outcomes(pytester):
+    pytester.makepyfile(test_mixed=MIXED)
+    serial = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    counts = serial.parseoutcomes()
+    out = pytester.path / "report" / "timeline.html"
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cores", "2", f"--mproc-timeline={out}")
+    assert run.parseoutcomes() == counts
+    run.stdout.fnmatch_lines([f"pytest-mproc: timeline written to {out}"])
+    attrs = body_attributes(out)
+    assert attrs["errors"] == "0"
+    assert int(attrs["bars"]) == 35
+    assert {k: int(attrs[k]) for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")} == {
+        "passed": counts["passed"], "failed": counts["failed"], "error": counts["errors"],
+        "skipped": counts["skipped"], "xfailed": counts["xfailed"], "xpassed": counts["xpassed"]}
+    page = out.read_text()
+    # Self-contained: no fetch of anything.
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "test_mixed.py::test_error" in page
+
+
+def test_timeline_of_100k_tests_renders(tmp_path):
+    """Synthetic: 100 000 tests on 64 workers of 2 nodes; every bar drawn, no script error."""
+    from pytest_mproc.timeline import Timeline
+
+    config = SimpleNamespace(getoption=lambda name, default=None: str(tmp_path / "big.html"),
+                             pluginmanager=SimpleNamespace(register=lambda *a: None))
+    tl = Timeline(config)
+    t0 = tl.t0
+    for n in range(100_000):
+        lane = tl.lane(f"node{n % 2}", f"gw{n % 32}")
+        start = t0 + (n // 64) * 0.01
+        lane.tests.append((start, start + 0.009, "failed" if n % 1000 == 0 else "passed",
+                           f"tests/test_m{n // 1000}.py::test_{n}", (0.001, 0.007, 0.001)))
+    path = tl.write()
+    attrs = body_attributes(path)
+    assert attrs["errors"] == "0"
+    assert attrs["bars"] == "100000"
+    assert (attrs["passed"], attrs["failed"]) == ("99900", "100")
+
+
+def test_a_worker_idle_for_most_of_the_run_gets_a_summary_line(pytester):
+    """Without -v, only a worker idle for more than 20% of the run is listed, saying why."""
+    pytester.makepyfile(test_skew="""
+        import time, pytest
+        def test_long():
+            time.sleep(1.0)  # the work itself: one long test
+        @pytest.mark.parametrize("i", range(4))
+        def test_short(i):
+            pass
+        """)
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cores", "2")
+    run.assert_outcomes(passed=5)
+    lines = [l for l in run.outlines if re.match(r"gw\d: \d+ tests, busy", l)]
+    assert len(lines) == 1 and "idle" in lines[0] and "nothing left to run" in lines[0], run.outlines
+    verbose = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cores", "2", "-v")
+    lines = [l for l in verbose.outlines if re.match(r"gw\d: \d+ tests, busy", l)]
+    assert sorted(l.split(":")[0] for l in lines) == ["gw0", "gw1"]
+    assert sum(int(re.match(r"gw\d: (\d+) tests", l).group(1)) for l in lines) == 5
