@@ -96,11 +96,12 @@ def test_timeline_of_100k_tests_renders(tmp_path):
 
 
 def test_a_worker_idle_for_most_of_the_run_gets_a_summary_line(pytester):
-    """Without -v, only a worker idle for more than 20% of the run is listed, saying why."""
+    """Without -v, only a worker idle for more than 20% of the run (and at least 1 s) is listed,
+    saying why."""
     pytester.makepyfile(test_skew="""
         import time, pytest
         def test_long():
-            time.sleep(1.0)  # the work itself: one long test
+            time.sleep(2.0)  # the work itself: one long test
         @pytest.mark.parametrize("i", range(4))
         def test_short(i):
             pass
@@ -113,3 +114,44 @@ def test_a_worker_idle_for_most_of_the_run_gets_a_summary_line(pytester):
     lines = [l for l in verbose.outlines if re.match(r"gw\d: \d+ tests, busy", l)]
     assert sorted(l.split(":")[0] for l in lines) == ["gw0", "gw1"]
     assert sum(int(re.match(r"gw\d: (\d+) tests", l).group(1)) for l in lines) == 5
+
+
+OUTPUT = """
+import os, sys, pytest
+
+@pytest.mark.parametrize("i", range(8))
+def test_prints(i):
+    me = os.environ.get("PYTEST_XDIST_WORKER", "serial")
+    print(f"out {i} from {me} tty={sys.stdout.isatty()}")
+    sys.stderr.write(f"err {i} from {me}\\n")
+"""
+
+
+def test_s_output_lines_carry_their_workers_prefix(pytester):
+    pytester.makepyfile(test_output=OUTPUT)
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cores", "2", "-s")
+    run.assert_outcomes(passed=8)
+    out = [l for l in run.outlines if " from gw" in l]
+    err = [l for l in run.errlines if " from gw" in l]
+    assert len(out) == 8 and len(err) == 8
+    for line in out + err:
+        # (pytest's own progress may share the line, as in a serial -s run)
+        found = re.findall(r"\[(gw\d)\] (?:out|err) \d from (gw\d)", line)
+        assert len(found) == 1 and found[0][0] == found[0][1], line
+
+
+def test_s_output_is_still_a_terminal_when_the_run_is_on_one(pytester):
+    """On a terminal, workers print to pseudo-terminals: isatty() is what a serial run sees."""
+    if shutil.which("script") is None:
+        pytest.skip("no script(1)")
+    pytester.makepyfile(test_output=OUTPUT)
+    import sys as _sys
+
+    def under_terminal(*args):
+        cmd = " ".join([_sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args])
+        return subprocess.run(["script", "-qec", cmd, "/dev/null"], cwd=pytester.path, capture_output=True,
+                              text=True, timeout=120).stdout
+    serial = under_terminal("-s")
+    parallel = under_terminal("--cores", "2", "-s")
+    assert serial.count("tty=True") == 8
+    assert len(re.findall(r"\[(gw\d)\] out \d from \1 tty=True", parallel)) == 8, parallel

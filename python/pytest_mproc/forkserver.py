@@ -11,7 +11,7 @@ import select
 import signal
 import sys
 
-from . import _core, messages, worker, xdist_protocol
+from . import _core, messages, output_prefix, worker, xdist_protocol
 from .child import Child, fork
 from .verbose import log
 
@@ -90,14 +90,25 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     me = os.getpid()
     children: dict[int, tuple[str, int]] = {}  # pidfd -> (wid, pid)
+    # Under -s every line a worker prints is prefixed with its name (output_prefix.py).
+    prefix = session.config.getoption("capture", "fd") == "no"
+    node = os.environ.get("PTMPROC_NODE_NAME")
 
     def spawn(wid: str) -> None:
         # xdist's pytest_configure_node runs here, in this copy of the main, for every worker.
         workerinput = xdist_protocol.workerinput(session.config, wid, workers, testrunuid)
+        streams = output_prefix.start(f"{node}/{wid}" if node else wid) if prefix else None
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
+                if streams is not None:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os.dup2(streams[0], 1)
+                    os.dup2(streams[1], 2)
+                    os.close(streams[0])
+                    os.close(streams[1])
                 os.close(cmd_fd)
                 for fd in children:
                     os.close(fd)
@@ -110,6 +121,9 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, 
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
+        if streams is not None:
+            os.close(streams[0])
+            os.close(streams[1])
         children[os.pidfd_open(pid)] = (wid, pid)
         log(f"forked worker {wid} as pid {pid}")
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "rerun", "crashed")
-# A worker idle for more than this share of the run gets its line in the terminal summary.
+# A worker idle for more than this share of the run (and at least IDLE_MIN_S seconds: in a
+# short run start-up is most of it) gets its line in the terminal summary.
 IDLE_SHARE = 0.20
+IDLE_MIN_S = 1.0
 
 _current: "Timeline | None" = None
 
@@ -167,11 +169,12 @@ class Timeline:
     def terminal_lines(self, verbose: bool) -> list[str]:
         out = []
         for w in self.workers():
-            if not verbose and w["idle_share"] <= IDLE_SHARE:
+            idle = w["idle_share"] > IDLE_SHARE and w["idle"] >= IDLE_MIN_S
+            if not verbose and not idle:
                 continue
             line = (f"{w['worker']}: {w['tests']} tests, busy {w['busy_pct']:.0f}%, slowest {w['longest']} "
                     f"({w['longest_s']:.2f} s)")
-            if w["idle_share"] > IDLE_SHARE:
+            if idle:
                 line += f"; idle {100 * w['idle_share']:.0f}%: mostly {w['why_idle']}"
             out.append(line)
         return out
