@@ -136,7 +136,17 @@ def test_second_run_uses_the_cache_and_requirements_come_from_a_shipped_wheel(tm
 
 
 def test_a_failing_prepare_script_excludes_only_that_host(project, servers):
-    project.write(SUITE.replace("spicy", "plain"), prepare='''
+    # Q's tests wait until P's prepare_script ran (it leaves a mark), so P fails while there is
+    # still work, whatever the two hosts' start-up times.
+    suite = SUITE.replace("spicy", "plain").replace('''def _wait_for_host_b():''', '''def _wait_for_host_b():
+    if os.environ.get("TAG") == "Q":
+        mark = pathlib.Path(os.environ["MARKS"], "prepare-ran-P")
+        deadline = time.monotonic() + 120
+        while not mark.exists():
+            assert time.monotonic() < deadline, "P's prepare_script never ran"
+            time.sleep(0.02)''')
+    project.write(suite, prepare='''
+        touch "$MARKS/prepare-ran-$TAG"
         if [ "$DEVICE" = "devbad" ]; then echo "device $DEVICE is offline" >&2; exit 3; fi
         ''')
     a, b = servers("127.0.0.3"), servers("127.0.0.4")

@@ -46,7 +46,7 @@ def test_snapshot():
     fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
     documented = {"PTMPROC_WORKER", "PTMPROC_WORKER_ID", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
                   "PYTEST_XDIST_TESTRUNUID", "NODE_NAME", "MPROC_CLUSTER_TAG", "PTMPROC_AUTH_TOKEN",
-                  "PYTHONUNBUFFERED", "PTMPROC_VERBOSE"}
+                  "PYTHONUNBUFFERED", "PTMPROC_VERBOSE", "PTMPROC_NODE_NAME"}
     snap = {
         "signals": sigs,
         "mask": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),

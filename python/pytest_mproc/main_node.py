@@ -22,7 +22,7 @@ import sys
 import time
 from collections import defaultdict
 
-from . import _core, messages, xdist_protocol
+from . import _core, live_log, messages, xdist_protocol
 from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
@@ -230,6 +230,8 @@ class MultiHostRun:
         kind = msg[0]
         if kind == messages.RESULT:
             self._on_result(msg)
+        elif kind == live_log.LOG:
+            live_log.show(self.config, msg)
         elif kind == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
         elif kind == messages.HANG_REPORT:

@@ -8,8 +8,9 @@ import json
 import os
 import time
 
-from . import messages, xdist_protocol
+from . import live_log, messages, xdist_protocol
 from .hang_report import HangWatch, SigquitFlag
+from .status_line import StatusLine
 from .interrupt_guard import InterruptGuard
 from .history import DurationHistory
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
@@ -33,6 +34,8 @@ class SingleHostRun:
                                lambda text: print_report(self.config, "pytest-mproc hang report", text))
         self.sigquit = SigquitFlag()
         self.guard = InterruptGuard()
+        self.status = StatusLine(self.config, lambda: [(wid, self.items[key].nodeid, secs)
+                                                       for wid, _pid, key, secs in self.watch.running()])
 
     def execute(self) -> RunOutcome:
         node = self.node
@@ -58,6 +61,7 @@ class SingleHostRun:
             run_ended_by(e, node.results, self.outcomes, self.outcome)
             raise
         finally:
+            self.status.close()
             self.guard.uninstall()
             self.sigquit.uninstall()
             self.outcome.fixture_errors += node.close()
@@ -90,6 +94,8 @@ class SingleHostRun:
     def _handle(self, msg: tuple) -> None:
         if msg[0] == messages.RESULT:
             self._on_result(msg)
+        elif msg[0] == live_log.LOG:
+            live_log.show(self.config, msg)
         elif msg[0] == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
         elif msg[0] == messages.WORKER_OUTPUT:
@@ -107,6 +113,7 @@ class SingleHostRun:
                 continue
             self.node.check_fork_server()
             self.watch.check()
+            self.status.tick()
             if self.sigquit.take():
                 self.watch.report_all("SIGQUIT")
             # The main naps rather than sleeping on the results ring's futex: a futex wake per

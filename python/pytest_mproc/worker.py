@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from . import _core, fixtures, messages, serial_state, xdist_protocol
+from . import _core, fixtures, live_log, messages, serial_state, xdist_protocol
 from .hang_report import DUMP_SIGNAL
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
@@ -154,6 +154,7 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
     # On a worker node, results name the node too (for the main's timeline).
     node = os.environ.get("PTMPROC_NODE_NAME")
     result_head, result_tail = (messages.RESULT, wid), ((node,) if node else ())
+    live_log.install_in_worker(config, results, wid, node or "")
     control.push(messages.encode((messages.UP, wid, os.getpid())))
     log(f"worker {wid} up")
     prof = None

@@ -327,6 +327,12 @@ impl Host {
             _ => -1,
         };
         let said = last.iter().cloned().collect::<Vec<_>>().join(" / ");
+        // A prepare_script that failed is the cause, also when the run ended meanwhile.
+        if let Some(c) = prepare_code.filter(|c| *c != 0) {
+            if stage == Stage::Prepare {
+                return Err(Failure(format!("prepare_script exited with {c}: {said}")));
+            }
+        }
         match (stage, cut) {
             (Stage::Finalize | Stage::Artifacts, _) => match node_exit {
                 Some(c) if c != 0 && cut.is_none() => Err(Failure(format!("pytest on the host exited with {c}: {finalize_tail}"))),
