@@ -20,15 +20,27 @@ import sshd
 from cluster import Proc
 
 LEDGER_TESTS = '''
-import os, pytest
+import os, pathlib, time, pytest
 
 def _ledger(request):
     with open(os.environ["LEDGER"], "a") as f:
         f.write(f"{request.node.nodeid}|{os.environ.get('TAG', '-')}|{os.environ.get('PYTEST_XDIST_WORKER', '-')}\\n")
 
+def _wait():
+    # WAIT_FOR=<another host's tag>: wait (after this test's ledger line) until a test ran there,
+    # so both hosts take part whatever their start-up times (the other finds work: a host's
+    # workers hold a few tests at most). WAIT_FOR_MARK=<path>: wait until that file exists.
+    other, mark = os.environ.get("WAIT_FOR"), os.environ.get("WAIT_FOR_MARK")
+    deadline = time.monotonic() + 120
+    while (other and f"|{other}|" not in pathlib.Path(os.environ["LEDGER"]).read_text()) or (
+            mark and not os.path.exists(mark)):
+        assert time.monotonic() < deadline, f"waited in vain for {other or mark}"
+        time.sleep(0.02)
+
 @pytest.fixture(autouse=True)
 def ledger(request):
     _ledger(request)
+    _wait()
 '''
 
 

@@ -28,27 +28,16 @@ from fleet_support import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.skipif(sshd.available() is not None, reason=str(sshd.available()))
 
 SUITE = '''
-import os, pathlib, time, pytest
-
-def _wait_for_host_b():
-    # With hosts A and B, tests on A wait until one ran on B: both take part, whatever their
-    # start-up times (B finds work: A's workers hold a few tests at most).
-    if os.environ.get("TAG") == "A" and os.environ.get("WAIT_FOR_B"):
-        ledger = pathlib.Path(os.environ["LEDGER"])
-        deadline = time.monotonic() + 120
-        while "|B|" not in ledger.read_text():
-            assert time.monotonic() < deadline, "host B never ran a test"
-            time.sleep(0.02)
+import os, pytest
 
 @pytest.mark.parametrize("i", range(24))
 def test_work(i):
-    _wait_for_host_b()
+    pass
 
 def test_fails():
     assert 0
 
 def test_environment(request):
-    _wait_for_host_b()
     # Each host's own arguments, whichever host runs this (serial: DEVICE=devS, --flavor spicy).
     tag = os.environ.get("TAG")
     assert os.environ["DEVICE"] == {"A": "devA", "B": "devB"}.get(tag, os.environ["DEVICE"])
@@ -62,13 +51,13 @@ def test_environment(request):
 def test_two_hosts_run_every_test_once_with_their_arguments(project, servers):
     """Two hosts, each with its own arguments (UPPER_CASE -> environment, lower -> option);
     prepare and finalize run on each; the main's outcomes are the serial run's and every test
-    ran exactly once, some on each host (tests on A wait until one ran on B)."""
+    ran exactly once, some on each host (tests on each wait until one ran on the other)."""
     project.write(SUITE, prepare='echo "prepared $TAG $DEVICE" > "$MARKS/prepare-$TAG"\n',
                   finalize='echo "finalized $TAG" > "$MARKS/finalize-$TAG"\n')
     a, b = servers("127.0.0.3"), servers("127.0.0.4")
     main = project.main("-q", "--cores", "2",
-                        "--remote-worker", project.host(a, "A", DEVICE="devA", flavor="spicy", WAIT_FOR_B=1),
-                        "--remote-worker", project.host(b, "B", DEVICE="devB", flavor="mild"))
+                        "--remote-worker", project.host(a, "A", DEVICE="devA", flavor="spicy", WAIT_FOR="B"),
+                        "--remote-worker", project.host(b, "B", DEVICE="devB", flavor="mild", WAIT_FOR="A"))
     assert main.wait() == 1, main.text()
     text = main.text()
     assert counts(text) == {"passed": 25, "failed": 1} == project.serial("--flavor", "spicy")
@@ -138,20 +127,14 @@ def test_second_run_uses_the_cache_and_requirements_come_from_a_shipped_wheel(tm
 def test_a_failing_prepare_script_excludes_only_that_host(project, servers):
     # Q's tests wait until P's prepare_script ran (it leaves a mark), so P fails while there is
     # still work, whatever the two hosts' start-up times.
-    suite = SUITE.replace("spicy", "plain").replace('''def _wait_for_host_b():''', '''def _wait_for_host_b():
-    if os.environ.get("TAG") == "Q":
-        mark = pathlib.Path(os.environ["MARKS"], "prepare-ran-P")
-        deadline = time.monotonic() + 120
-        while not mark.exists():
-            assert time.monotonic() < deadline, "P's prepare_script never ran"
-            time.sleep(0.02)''')
-    project.write(suite, prepare='''
+    project.write(SUITE.replace("spicy", "plain"), prepare='''
         touch "$MARKS/prepare-ran-$TAG"
         if [ "$DEVICE" = "devbad" ]; then echo "device $DEVICE is offline" >&2; exit 3; fi
         ''')
     a, b = servers("127.0.0.3"), servers("127.0.0.4")
     main = project.main("-q", "--cores", "2", "--remote-worker", project.host(a, "P", DEVICE="devbad"),
-                        "--remote-worker", project.host(b, "Q", DEVICE="devgood"))
+                        "--remote-worker", project.host(b, "Q", DEVICE="devgood",
+                                                        WAIT_FOR_MARK=str(project.marks / "prepare-ran-P")))
     assert main.wait() == 1, main.text()
     text = main.text()
     assert re.search(r"Worker-0 127\.0\.0\.3:\d+: cannot take part: prepare_script exited with 3: device devbad is offline", text)
@@ -342,8 +325,8 @@ def test_hosts_sharing_a_fresh_cache_install_the_venv_once(tmp_path, ssh_client,
     project = Project(tmp_path / "proj", tmp_path / "fresh-cache", ssh_client)
     project.write("import pytest\n@pytest.mark.parametrize('i', range(6))\ndef test_x(i):\n    pass\n")
     a, b = servers("127.0.0.3"), servers("127.0.0.4")
-    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"),
-                        "--remote-worker", project.host(b, "B"))
+    main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A", WAIT_FOR="B"),
+                        "--remote-worker", project.host(b, "B", WAIT_FOR="A"))
     assert main.wait() == 0, main.text()
     assert main.text().count("venv installed") == 1 and main.text().count("venv cached") == 1, main.text()
     assert len(list((project.cache / "fleetdemo").glob("venv-*"))) == 1

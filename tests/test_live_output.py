@@ -88,3 +88,15 @@ def test_status_line_only_on_a_terminal(pytester):
     # Erased again before the result and the summary are written.
     assert re.search(r"\x1b\[\d+D\x1b\[K", tty)
     assert "1 passed" in tty
+
+
+def test_status_line_of_a_multi_host_main_names_the_nodes(pytester):
+    """The main of a multi-host run shows what each node runs (here its own local node)."""
+    if shutil.which("script") is None:
+        pytest.skip("no script(1) for a pseudo-terminal")
+    pytester.makepyfile(test_slow=SLOW)
+    cmd = f"{sys.executable} -m pytest -p no:cacheprovider --as-main 127.0.0.1 --cores 1"
+    tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], cwd=pytester.path, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert re.search(r"\x1b\[2m\S+:main test_slow\.py::test_slow [12]s\x1b\[0m", tty), repr(tty[-2000:])
+    assert "1 passed" in tty

@@ -27,6 +27,7 @@ from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
 from .interrupt_guard import InterruptGuard
+from .status_line import StatusLine
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
@@ -59,6 +60,8 @@ class MultiHostRun:
                 for unit in entry:
                     for i in unit:
                         self.block_of[i] = b
+        self.running_since: dict[int, float] = {}
+        self.status = StatusLine(self.config, self._running)
         self.results = _core.Ring.create(capacity=1024, slot_size=2048, leases=64, arena_bytes=256 << 20)
         self.store = _core.Store.create()
         self.fixtures = FixtureHost(self.store)
@@ -97,6 +100,7 @@ class MultiHostRun:
             run_ended_by(e, self.results, self.outcomes, self.outcome)
             raise
         finally:
+            self.status.close()
             self.guard.uninstall()
             if self.fleet is not None:
                 self.fleet.end(stopped)
@@ -179,6 +183,7 @@ class MultiHostRun:
                 data = self.results.pop(timeout=0.1)
                 if data is not None:
                     self._handle(data)
+            self.status.tick()
             deploying = False
             if self.fleet is not None:
                 self.fleet.poll()
@@ -196,6 +201,18 @@ class MultiHostRun:
             log("some nodes did not leave within 30 s")
         self._drain()
         self._end_local_node(kill=False)
+
+    def _running(self) -> list[tuple[str, str, float]]:
+        """(node, test, seconds) for the status line: what each node last said it runs; the
+        seconds count from when the main first saw it running."""
+        now = time.monotonic()
+        since, out = {}, []
+        for node, indices in self.coord.running():
+            for i in indices:
+                since[i] = self.running_since.get(i, now)
+                out.append((node, self.items[i].nodeid, now - since[i]))
+        self.running_since = since
+        return out
 
     def _wants_hosts(self) -> bool:
         """A fleet host arriving now would get work (called from the reservation's thread)."""

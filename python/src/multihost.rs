@@ -82,6 +82,12 @@ impl Coordinator {
         self.link.queued()
     }
 
+    /// What each node last said it was running: [(node name, [test index])] (empty when the
+    /// coordinator runs elsewhere).
+    fn running(&self) -> Vec<(String, Vec<u32>)> {
+        self.link.running()
+    }
+
     fn finish(&self) {
         self.link.finish()
     }

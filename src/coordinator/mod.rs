@@ -219,6 +219,10 @@ pub trait MainLink: Send + Sync {
     fn queued(&self) -> Option<usize> {
         None
     }
+    /// What each admitted node last said it was running: (node name, test indices).
+    fn running(&self) -> Vec<(String, Vec<u32>)> {
+        Vec::new()
+    }
 }
 
 impl MainLink for Coordinator {
@@ -228,6 +232,11 @@ impl MainLink for Coordinator {
 
     fn queued(&self) -> Option<usize> {
         Some(self.shared.lock().queue.len())
+    }
+
+    fn running(&self) -> Vec<(String, Vec<u32>)> {
+        let st = self.shared.lock();
+        st.nodes.values().filter(|n| n.admitted()).map(|n| (n.name.clone(), n.running.clone())).collect()
     }
 
     fn publish(&self, key: String, value: Vec<u8>) {
