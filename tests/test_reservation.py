@@ -370,3 +370,34 @@ def test_a_host_lost_mid_run_still_gets_its_artifacts_pulled(project, servers, s
     with zipfile.ZipFile(project.path / "artifacts" / "Worker-0" / "artifacts.zip") as zf:
         assert zf.read("before-loss.txt") == b"A was here"
     assert len(service.times("end")) == 1
+
+
+def test_a_stream_pausing_longer_than_the_request_timeout_is_still_read(monkeypatch, service):
+    """Device farms may take minutes to prepare the next host: only connecting and the headers
+    are bounded by the request timeout, not the pauses of the stream."""
+    from pytest_mproc import reservation
+
+    monkeypatch.setattr(reservation, "REQUEST_TIMEOUT", 0.3)
+    release = threading.Event()
+    service.lines = [({"host": "h1"}, None), ({"host": "h2"}, release.is_set)]
+    arrived, reports = [], []
+    r = reservation.Reservation([service.url()], arrived.append, reports.append)
+    r.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not arrived and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [h.host for h in arrived] == ["h1"]
+        # A pause three times the request timeout: the reader must still be waiting.
+        paused_until = time.monotonic() + 1.0
+        while time.monotonic() < paused_until:
+            assert r.streaming, reports
+            time.sleep(0.05)
+        release.set()
+        deadline = time.monotonic() + 10
+        while len(arrived) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [h.host for h in arrived] == ["h1", "h2"], reports
+    finally:
+        r.end()
+    assert len(service.times("end")) == 1

@@ -63,6 +63,11 @@ class Reservation:
                 continue
             self._response = response
             self.source = url
+            # Connecting and the headers have REQUEST_TIMEOUT; the stream itself may pause for
+            # as long as the service needs to prepare the next host (end() closes it).
+            sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+            if sock is not None:
+                sock.settimeout(None)
             break
         else:
             raise ReservationError("no reservation service answered: " + "; ".join(errors))
