@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 import zipfile
 from collections import Counter
@@ -117,11 +118,27 @@ def test_second_run_uses_the_cache_and_requirements_come_from_a_shipped_wheel(tm
     venvs = list((project.cache / "fleetdemo").glob("venv-*"))
     assert len(venvs) == 1
     stamp = (venvs[0] / ".complete").stat().st_mtime_ns
+    # What no run used for 14 days is pruned from the host's cache; what is used stays.
+    month_ago = time.time() - 30 * 86400
+    stale_blob = project.cache / "fleetdemo" / "blobs" / ("0" * 64 + ".tar")
+    stale_blob.write_bytes(b"old")
+    os.utime(stale_blob, (month_ago, month_ago))
+    stale_venv = project.cache / "fleetdemo" / "venv-0000000000000000-py3.0"
+    stale_venv.mkdir()
+    (stale_venv / ".last_used").touch()
+    os.utime(stale_venv / ".last_used", (month_ago, month_ago))
+    used_blobs = sorted(p.name for p in (project.cache / "fleetdemo" / "blobs").glob("*.tar") if p != stale_blob)
+    for p in (project.cache / "fleetdemo" / "blobs").glob("*.tar"):
+        if p != stale_blob:
+            os.utime(p, (month_ago, month_ago))  # old, but used by this run: kept
     second = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
     assert second.wait() == 0, second.text()
     assert "Worker-0" in second.text() and "bundle cached" in second.text() and "venv cached" in second.text()
     assert (venvs[0] / ".complete").stat().st_mtime_ns == stamp
     assert counts(second.text()) == {"passed": 1}
+    assert not stale_blob.exists() and not stale_venv.exists()
+    assert sorted(p.name for p in (project.cache / "fleetdemo" / "blobs").glob("*.tar")) == used_blobs
+    assert venvs[0].exists()
 
 
 def test_a_failing_prepare_script_excludes_only_that_host(project, servers):
@@ -507,3 +524,24 @@ def test_which_arguments_reach_the_hosts(pytester):
     # The project directory (the bundle's top) must contain what the main runs.
     with pytest.raises(forwarded_args.ForwardError, match="outside the project directory"):
         forwarded_args.forward(config, pytester.mkdir("other"))
+
+
+def test_runtime_wheels_are_this_installation_and_old_ones_are_pruned(tmp_path):
+    """The wheels shipped to hosts: pytest-mproc (this very version) and what it requires; a
+    wheel no run used for 14 days leaves the main's cache."""
+    import importlib.metadata as md
+
+    from pytest_mproc import runtime_wheels
+
+    stale = tmp_path / "wheels" / "old-1.0-0abc-py3-none-any.whl"
+    stale.parent.mkdir()
+    stale.write_bytes(b"x")
+    month_ago = time.time() - 30 * 86400
+    os.utime(stale, (month_ago, month_ago))
+    dest, names, req = runtime_wheels.build(tmp_path / "wheels")
+    assert req == f"pytest-mproc=={md.version('pytest-mproc')}"
+    assert any(n.startswith("pytest_mproc-") for n in names) and any(n.startswith("pytest-") for n in names)
+    assert not stale.exists()
+    with zipfile.ZipFile(dest / next(n for n in names if n.startswith("pytest_mproc-"))) as z:
+        assert "pytest_mproc/plugin.py" in z.namelist()
+        assert any(n.endswith("entry_points.txt") for n in z.namelist())

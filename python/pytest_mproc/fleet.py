@@ -313,6 +313,7 @@ def _runtime() -> tuple[Path, str, str]:
     tar = wheel_dir.parent / f"runtime-{key}.tar"
     digest = tar.with_suffix(".sha256")
     if tar.exists() and digest.exists():
+        os.utime(tar)  # in use (runtime_wheels prunes what was not used for a while)
         return tar, digest.read_text().strip(), mproc_req
     runtime_hash = _core.pack_bundle(str(wheel_dir), wheels, str(tar))
     tmp = digest.with_suffix(f".{os.getpid()}.part")

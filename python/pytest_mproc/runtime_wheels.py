@@ -13,6 +13,7 @@ import importlib.metadata as md
 import os
 import re
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -57,7 +58,25 @@ def build(dest: Path | None = None) -> tuple[Path, list[str], str]:
         names.append(_wheel(dist, dest))
         if _norm(dist.metadata["Name"]) == "pytest-mproc":
             mproc_version = dist.version
+    _prune(dest.parent, set(names))
     return dest, sorted(names), f"pytest-mproc=={mproc_version}"
+
+
+KEEP_DAYS = 14
+
+
+def _prune(cache: Path, current: set[str]) -> None:
+    """Wheels and runtime tars not used for KEEP_DAYS days go (what is in use is touched)."""
+    now = time.time()
+    for p in list((cache / "wheels").glob("*.whl")) + list(cache.glob("runtime-*.tar")):
+        try:
+            if p.name in current:
+                os.utime(p)
+            elif now - p.stat().st_mtime > KEEP_DAYS * 86400:
+                p.unlink()
+                p.with_suffix(".sha256").unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _norm(name: str) -> str:

@@ -98,7 +98,7 @@ pub fn run(plan: &Plan, host: &HostPlan, python: &str, address: &str) -> String 
     let mut s = String::from("exec 2>&1\nset -- $(cat /proc/$$/stat 2>/dev/null)\necho \"@@pid $$ $5\"\nset -e\n");
     s += &vars(plan, host, python);
     s += "rm -rf \"$R\"\nmkdir -p \"$W\" \"$A\"\n";
-    s += &format!("tar -xf \"$C/blobs/{}.tar\" -C \"$R\"\n", plan.bundle.hash);
+    s += &format!("tar -xf \"$C/blobs/{}.tar\" -C \"$R\"\ntouch \"$C/blobs/{}.tar\"\n", plan.bundle.hash, plan.bundle.hash);
     s += &format!("RUNTIME=\"$C/blobs/{}.tar\"\n", plan.runtime.hash);
     s += &format!("cat > \"$R/.ptmproc/selection\" <<'{end}'\n{}\n{end}\n", plan.selection.trim_end());
     s += &format!("MPROC_REQ={}\n", quote(&plan.mproc_requirement));
@@ -120,6 +120,12 @@ if [ -n "$REQDIR" ]; then cd "$R/$REQDIR"; "$V/bin/python" -m pip install -q --d
 touch "$V/.complete"
 echo "@@venv installed"'
 fi
+touch "$RUNTIME" "$V/.last_used" 2>/dev/null || true
+# What no run used for 14 days goes (other projects' caches are theirs).
+find "$C/blobs" -name '*.tar' -mtime +14 -delete 2>/dev/null || true
+for old in "$C"/venv-*; do
+  if [ -f "$old/.last_used" ] && [ -n "$(find "$old/.last_used" -mtime +14 2>/dev/null)" ]; then rm -rf "$old"; fi
+done
 echo "@@setup-done"
 set +e
 cd "$R"
