@@ -120,5 +120,6 @@ pub fn name(m: &Message) -> &'static str {
         Message::Bye => "Bye",
         Message::Heartbeat => "Heartbeat",
         Message::Stop => "Stop",
+        Message::Report => "Report",
     }
 }

@@ -70,6 +70,9 @@ pub enum Message {
     Heartbeat,
     /// Main -> server -> nodes: no new test starts (-x reached, Ctrl-C, fatal error).
     Stop,
+    /// Main -> server -> nodes: report what every worker is running, with its stack (SIGQUIT
+    /// on the main); the reports come back as results.
+    Report,
 }
 
 /// Frames accepted before the peer is authenticated: a handshake message is tiny.

@@ -117,3 +117,26 @@ def test_a_worker_node_sends_its_hang_report_to_the_main(pytester):
     assert re.search(r"test_h.py::test_sleeps_on_a_node has been running for 1\.\d s on worker gw0 \(pid \d+\) "
                      r"on node \S+", text), text
     assert "in test_sleeps_on_a_node" in text
+
+
+def test_sigquit_and_ctrl_c_on_a_multi_host_main_reach_the_nodes(pytester):
+    """SIGQUIT on the main: every node reports its running tests with their stacks (here the
+    main's own local node, reached through its bridge); Ctrl-C then names the tests the nodes
+    were running, cut off without a result."""
+    pytester.makepyfile(test_b=BLOCKING)
+    proc, out = _start(pytester.path, "--as-main", "127.0.0.1", "--cores", "2", "--mproc-hang-report", "0")
+    try:
+        _wait(lambda: all((pytester.path / f"started-{n}").exists() for n in ("one", "two")), "start of both tests")
+        proc.send_signal(signal.SIGQUIT)
+        _wait(lambda: out.read_text().count("(SIGQUIT on the main)") == 2, "report of both workers of the node")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 2, out.read_text()
+    finally:
+        proc.kill()
+    text = out.read_text()
+    for name in ("one", "two"):
+        assert re.search(rf"test_b.py::test_{name} has been running for [\d.]+ s on worker gw\d \(pid \d+\) "
+                         rf"on node \S+:main \(SIGQUIT on the main\)", text), text
+    assert re.search(r"in _wait_for_release", text)
+    line = [l for l in text.splitlines() if "interrupted while running (no result)" in l]
+    assert len(line) == 1 and "test_b.py::test_one" in line[0] and "test_b.py::test_two" in line[0], text

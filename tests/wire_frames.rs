@@ -29,6 +29,7 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Bye),
         Just(Message::Heartbeat),
         Just(Message::Stop),
+        Just(Message::Report),
     ]
 }
 

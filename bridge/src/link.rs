@@ -2,7 +2,7 @@
 //! thread that applies what the coordinator sends to the node (units into the tasks ring,
 //! fixture values into the store, stop/finish onto the ring).
 
-use crate::run::Outcome;
+use crate::run::{Outcome, REPORT_WORD};
 use mproc_core::handshake::{self, ClientError, Hello};
 use mproc_core::net::{connect_retry, Conn, NetError, Writer};
 use mproc_core::wire::{Message, Role, HANDSHAKE_MAX_FRAME};
@@ -91,6 +91,9 @@ pub fn read_loop(mut conn: Conn, tasks: Arc<Ring>, store: Arc<Store>, inb: Arc<I
             Ok(Message::Stop) => {
                 inb.stopped.store(true, Ordering::SeqCst);
                 tasks.abort();
+            }
+            Ok(Message::Report) => {
+                tasks.user_word(REPORT_WORD).fetch_add(1, Ordering::SeqCst);
             }
             Ok(Message::Finish) => {
                 inb.finished.store(true, Ordering::SeqCst);

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// Header word of the tasks ring the node main sets to 1 once its node fixtures are set up:
 /// until then the bridge asks for no work.
 pub const READY_WORD: usize = 1;
+/// Header word of the tasks ring the bridge increments each time the main asks for a report
+/// of what the workers run (SIGQUIT on the main); the node's process makes it.
+pub const REPORT_WORD: usize = 2;
 
 /// The loop's poll period while no result comes: from NAP_MIN, doubling up to NAP_MAX (so
 /// results, credits and the running set are looked at at least every NAP_MAX).

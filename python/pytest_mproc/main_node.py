@@ -27,6 +27,7 @@ from .child import Child, fork
 from .fixture_host import FixtureHost
 from .fixtures import GLOBAL
 from .interrupt_guard import InterruptGuard
+from .hang_report import SigquitFlag
 from .status_line import StatusLine
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .verbose import log
@@ -86,6 +87,8 @@ class MultiHostRun:
         self._announce(where)
         self.guard = InterruptGuard()
         self.guard.install()
+        self.sigquit = SigquitFlag()
+        self.sigquit.install()
         stopped = True
         try:
             if self.fleet is not None:
@@ -94,6 +97,10 @@ class MultiHostRun:
             self._run()
             stopped = False
         except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                # What the nodes last said they were running: cut off without a result.
+                self.outcome.cut_off = [self.items[i].nodeid for _node, running in self.coord.running()
+                                        for i in running if not self.outcomes.done[i]]
             self.coord.stop()
             self._end_local_node(kill=True)
             self.stopping = True
@@ -102,6 +109,7 @@ class MultiHostRun:
         finally:
             self.status.close()
             self.guard.uninstall()
+            self.sigquit.uninstall()
             if self.fleet is not None:
                 self.fleet.end(stopped)
             self.coord.close()
@@ -184,6 +192,8 @@ class MultiHostRun:
                 if data is not None:
                     self._handle(data)
             self.status.tick()
+            if self.sigquit.take():
+                self.coord.request_reports()  # each node reports its running tests' stacks
             deploying = False
             if self.fleet is not None:
                 self.fleet.poll()

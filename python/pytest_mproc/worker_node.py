@@ -143,12 +143,17 @@ class NodeRun:
         """Handles worker life-cycle messages until the bridge closes the queue (the run is
         over), lets the workers finish, then lets the bridge send the last results."""
         node = self.node
+        reports_asked = node.tasks.user_get(_core.BRIDGE_REPORT_WORD)
         while not node.tasks.closed:
             if self._pump(timeout=0.05):
                 continue
             self._check_bridge()
             node.feed()
             self.watch.check()
+            asked = node.tasks.user_get(_core.BRIDGE_REPORT_WORD)
+            if asked != reports_asked:  # SIGQUIT on the main
+                reports_asked = asked
+                self.watch.report_all("SIGQUIT on the main")
             if not node.tasks.closed:
                 node.check_fork_server()
         # Closed by the bridge: the run is over, or the bridge failed (refused, main lost); in

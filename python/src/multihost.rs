@@ -77,6 +77,11 @@ impl Coordinator {
         self.link.stop()
     }
 
+    /// Every node reports what its workers run, with their stacks (SIGQUIT on the main).
+    fn request_reports(&self) {
+        self.link.request_reports()
+    }
+
     /// Entries not yet handed to a node (None when the coordinator runs elsewhere).
     fn queued(&self) -> Option<usize> {
         self.link.queued()
@@ -167,6 +172,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(random_token, m)?)?;
     m.add_function(wrap_pyfunction!(token_from_hex, m)?)?;
     m.add("BRIDGE_READY_WORD", READY_WORD)?;
+    m.add("BRIDGE_REPORT_WORD", mproc_bridge::run::REPORT_WORD)?;
     m.add("EVENT_TAG", EVENT_TAG)?;
     Ok(())
 }

@@ -219,6 +219,8 @@ pub trait MainLink: Send + Sync {
     fn queued(&self) -> Option<usize> {
         None
     }
+    /// Every node reports what its workers run, with their stacks (SIGQUIT on the main).
+    fn request_reports(&self);
     /// What each admitted node last said it was running: (node name, test indices).
     fn running(&self) -> Vec<(String, Vec<u32>)> {
         Vec::new()
@@ -232,6 +234,10 @@ impl MainLink for Coordinator {
 
     fn queued(&self) -> Option<usize> {
         Some(self.shared.lock().queue.len())
+    }
+
+    fn request_reports(&self) {
+        broadcast(&self.shared.lock(), &Message::Report);
     }
 
     fn running(&self) -> Vec<(String, Vec<u32>)> {

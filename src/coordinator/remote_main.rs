@@ -49,6 +49,9 @@ impl MainLink for RemoteMain {
     fn finish(&self) {
         self.send(Message::Finish);
     }
+    fn request_reports(&self) {
+        self.send(Message::Report);
+    }
     /// The standalone coordinator keeps its nodes; the main does not wait for them.
     fn wait_nodes_gone(&self, _timeout: Duration) -> bool {
         true

@@ -229,6 +229,7 @@ fn serve_main(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
             Ok(Message::Fixture { key, value }) => publish(&mut shared.lock(), key, value),
             Ok(Message::Stop) => stop(&mut shared.lock()),
             Ok(Message::Finish) => finish(&mut shared.lock()),
+            Ok(Message::Report) => super::broadcast(&shared.lock(), &Message::Report),
             Ok(Message::Heartbeat) => {}
             Ok(Message::Bye) => break String::new(),
             Ok(other) => break format!("unexpected {} frame from the main", handshake::name(&other)),
