@@ -470,8 +470,9 @@ def test_a_slow_host_holds_back_no_other(project, servers):
         if [ "$TAG" = "B" ]; then touch "$MARKS/b-preparing"; while :; do sleep 0.2; done; fi
         ''', finalize='echo done > "$MARKS/finalize-$TAG"\n')
     a, b = servers("127.0.0.3"), servers("127.0.0.4")
+    # A's tests wait until B is in its prepare_script (set up, so its finalize_script must run).
     main = project.main("-q", "--cores", "1", "--remote-worker", project.host(b, "B"),
-                        "--remote-worker", project.host(a, "A"))
+                        "--remote-worker", project.host(a, "A", WAIT_FOR_MARK=str(project.marks / "b-preparing")))
     assert main.wait(90) == 0, main.text()
     text = main.text()
     assert counts(text) == {"passed": 8}
