@@ -11,6 +11,8 @@ reporting of the same tests (a serial run minus running them is not separable, s
 figure is the whole serial run's per-test cost).
 
     python3 benches/main_throughput.py [--tests 20000] [--rounds 3]
+
+BENCH_PROFILE=FILE writes a cProfile of the replay loop (the last run) to FILE.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ PLUGIN = textwrap.dedent('''
                     ring.push(data)
                 os._exit(0)
             outcomes = Outcomes(session, RunOutcome())
+            prof = None
+            if os.environ.get("BENCH_PROFILE"):
+                import cProfile
+                prof = cProfile.Profile()
+                prof.enable()
             t0, w0 = time.process_time(), time.perf_counter()
             while outcomes.remaining:
                 data = ring.pop(timeout=5)
@@ -79,6 +86,9 @@ PLUGIN = textwrap.dedent('''
                     break
                 outcomes.result(messages.decode(data))
             cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(os.environ["BENCH_PROFILE"])
             os.waitpid(pid, 0)
             with open(os.environ["BENCH_OUT"], "w") as f:
                 f.write(f"{cpu} {wall} {len(items)}\\n")
