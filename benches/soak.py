@@ -30,6 +30,9 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from cluster import tagged_processes  # noqa: E402 (the tests' helper)
+
 SUITE = """
 import time, pytest
 
@@ -41,18 +44,7 @@ TIME_LIMIT = 120
 
 
 def tagged(tag: str) -> list[int]:
-    me = f"SOAK_TAG={tag}".encode()
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if me in (d / "environ").read_bytes().split(b"\0"):
-                if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    pids.append(int(d.name))
-        except OSError:
-            continue
-    return pids
+    return tagged_processes("SOAK_TAG", tag)
 
 
 def children(pid: int) -> list[int]:

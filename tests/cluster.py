@@ -17,6 +17,22 @@ from pathlib import Path
 SERVING = re.compile(r"main node serving \d+ tests on (\S+):(\d+)")
 
 
+def tagged_processes(name: str, value: str) -> list[int]:
+    """Pids of live (not zombie) processes whose environment has `name=value`."""
+    me = f"{name}={value}".encode()
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if me in (d / "environ").read_bytes().split(b"\0"):
+                if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    pids.append(int(d.name))
+        except OSError:
+            continue
+    return pids
+
+
 class Proc:
     def __init__(self, popen: subprocess.Popen, out: Path) -> None:
         self.popen = popen
@@ -118,19 +134,7 @@ class Cluster:
 
     def alive(self) -> list[int]:
         """Pids of processes still carrying this cluster's tag."""
-        me = f"MPROC_CLUSTER_TAG={self.tag}".encode()
-        pids = []
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                if me in (d / "environ").read_bytes().split(b"\0"):
-                    stat = (d / "stat").read_text()
-                    if stat.rsplit(")", 1)[1].split()[0] != "Z":
-                        pids.append(int(d.name))
-            except OSError:
-                continue
-        return pids
+        return tagged_processes("MPROC_CLUSTER_TAG", self.tag)
 
     def close(self) -> None:
         for p in self.procs:

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 import netns
 import sshd
-from cluster import Proc
+from cluster import Proc, tagged_processes
 
 LEDGER_TESTS = '''
 import os, pathlib, time, pytest
@@ -154,15 +155,26 @@ def project(tmp_path, shared_cache, ssh_client):
 
 
 def remote_processes(run_tag: str) -> list[int]:
-    pids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if f"RUN_TAG={run_tag}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                    pids.append(int(pid))
-            except OSError:
-                pass
-    return pids
+    """The processes of a fleet run on the hosts (their environment carries RUN_TAG)."""
+    return tagged_processes("RUN_TAG", run_tag)
+
+
+# A test that runs until the run is interrupted, leaving the mark "running" once it started.
+BLOCKING_TEST = '''
+import os, pathlib, time
+def test_blocks():
+    pathlib.Path(os.environ["MARKS"], "running").write_text("yes")
+    while True:
+        time.sleep(0.05)
+'''
+
+
+def wait_until_running(project: "Project", main: Proc, timeout: float = 60) -> None:
+    """Until BLOCKING_TEST runs on a host (polled, bounded; the main must still be running)."""
+    deadline = time.monotonic() + timeout
+    while not (project.marks / "running").exists():
+        assert main.popen.poll() is None and time.monotonic() < deadline, main.text()
+        time.sleep(0.05)
 
 
 @pytest.fixture

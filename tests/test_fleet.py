@@ -24,7 +24,8 @@ import pytest
 import netns
 import sshd
 from fleet_support import (  # noqa: F401 (fixtures)
-    Project, counts, namespaces, project, remote_processes, servers, shared_cache, ssh_client)
+    BLOCKING_TEST, Project, counts, namespaces, project, remote_processes, servers, shared_cache, ssh_client,
+    wait_until_running)
 
 pytestmark = pytest.mark.skipif(sshd.available() is not None, reason=str(sshd.available()))
 
@@ -191,21 +192,10 @@ def test_unknown_host_key_is_refused_not_trusted(project, tmp_path, ssh_client):
 
 
 def test_ctrl_c_ends_every_remote_process_and_finalize_runs(project, servers):
-    project.write('''
-        import os, pathlib, time
-        def test_blocks():
-            pathlib.Path(os.environ["MARKS"], "running").write_text("yes")
-            while True:
-                time.sleep(0.05)
-        ''', finalize='echo done > "$MARKS/finalize-$TAG"\n')
+    project.write(BLOCKING_TEST, finalize='echo done > "$MARKS/finalize-$TAG"\n')
     a = servers("127.0.0.3")
     main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
-    deadline_marker = project.marks / "running"
-    main.wait_for(r"worker node started")
-    while not deadline_marker.exists():
-        assert main.popen.poll() is None, main.text()
-        import time
-        time.sleep(0.05)
+    wait_until_running(project, main)
     assert remote_processes(project.tag), "the remote test process carries RUN_TAG"
     os.kill(main.pid, signal.SIGINT)
     assert main.wait(90) == 2, main.text()
@@ -484,19 +474,10 @@ def test_a_slow_host_holds_back_no_other(project, servers):
 
 def test_a_killed_main_leaves_no_remote_process(project, servers):
     """SIGKILL on the main (no cleanup of ours runs): the hosts' nodes lose the main and end."""
-    project.write('''
-        import os, pathlib, time
-        def test_blocks():
-            pathlib.Path(os.environ["MARKS"], "running").write_text("yes")
-            while True:
-                time.sleep(0.05)
-        ''')
+    project.write(BLOCKING_TEST)
     a = servers("127.0.0.3")
     main = project.main("-q", "--cores", "1", "--remote-worker", project.host(a, "A"))
-    import time
-    while not (project.marks / "running").exists():
-        assert main.popen.poll() is None, main.text()
-        time.sleep(0.05)
+    wait_until_running(project, main)
     assert remote_processes(project.tag)
     os.kill(main.pid, signal.SIGKILL)
     main.popen.wait()

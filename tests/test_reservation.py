@@ -22,7 +22,8 @@ import pytest
 
 import sshd
 from fleet_support import (  # noqa: F401 (fixtures)
-    Project, counts, project, remote_processes, servers, shared_cache, ssh_client)
+    BLOCKING_TEST, Project, counts, project, remote_processes, servers, shared_cache, ssh_client,
+    wait_until_running)
 
 pytestmark = pytest.mark.skipif(sshd.available() is not None, reason=str(sshd.available()))
 
@@ -184,20 +185,11 @@ def test_hosts_arrive_lazily_heartbeats_flow_and_the_session_ends_once(project, 
 
 
 def test_ctrl_c_ends_the_session_once(project, servers, service):
-    project.write('''
-        import os, pathlib, time
-        def test_blocks():
-            pathlib.Path(os.environ["MARKS"], "running").write_text("yes")
-            while True:
-                time.sleep(0.05)
-        ''')
+    project.write(BLOCKING_TEST)
     a = servers("127.0.0.3")
     service.lines = [(host_line(project, a, "A"), None)]
     main = project.main("-q", "--cores", "1", "--remote-worker", service.url())
-    deadline = time.monotonic() + 60
-    while not (project.marks / "running").exists():
-        assert main.popen.poll() is None and time.monotonic() < deadline, main.text()
-        time.sleep(0.05)
+    wait_until_running(project, main)
     os.kill(main.pid, signal.SIGINT)
     assert main.wait(90) == 2, main.text()
     assert len(service.times("end")) == 1

@@ -65,12 +65,10 @@ def configure(config, remote_workers: list[str], as_main: str | None, cores: str
 @dataclass
 class HostState:
     label: str
-    phase: str = "connecting"
     started_at: float | None = None
     ended_at: float | None = None
     failure: str | None = None
     done: bool = False
-    steps: list = field(default_factory=list)
     workers: int = 0
     tests: int | None = None  # handed to its node (known when the node leaves)
     lost: str | None = None
@@ -210,8 +208,6 @@ class FleetRun:
     def _on_event(self, ev: dict) -> None:
         h = self.hosts[ev["host"]]
         phase, detail = ev["phase"], ev["detail"]
-        h.phase = phase
-        h.steps.append((phase, detail, ev["secs"]))
         log(f"fleet: Worker-{ev['host']} {h.label}: {phase} {detail} at {ev['secs']:.2f} s")
         if phase == "started":
             h.started_at = ev["secs"]

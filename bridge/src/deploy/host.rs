@@ -52,8 +52,49 @@ enum Stage {
     Setup,
     Prepare,
     Pytest,
-    Finalize,
-    Artifacts,
+    /// The node ended: what follows is the run's ending (see `Ending`).
+    Ended,
+}
+
+/// The end of a run on the host as its output tells it, in the run session (shell::run) or
+/// the end session (shell::end) alike: finalize_script's output and exit code between
+/// `@@finalize-begin` / `@@finalize-end CODE`, the artifacts zip (base64) between
+/// `@@artifacts-begin` / `@@artifacts-end CODE`, and `@@cleaned`.
+#[derive(Default)]
+struct Ending {
+    in_finalize: bool,
+    finalize_out: Vec<String>,
+    zip: Option<ArtifactZip>,
+    finalized: bool,
+    cleaned: bool,
+}
+
+impl Ending {
+    /// Takes one line of output; false if it is not part of the ending.
+    fn line(&mut self, host: &Host, line: &str) -> bool {
+        if line == "@@finalize-begin" {
+            self.in_finalize = true;
+        } else if let Some(code) = line.strip_prefix("@@finalize-end") {
+            self.in_finalize = false;
+            self.finalized = true;
+            host.finalize_done(code.trim().parse().ok(), &self.finalize_out);
+        } else if line == "@@artifacts-begin" {
+            self.zip = Some(ArtifactZip::create(&host.logs));
+        } else if let Some(code) = line.strip_prefix("@@artifacts-end") {
+            if let Some(z) = self.zip.take() {
+                host.artifacts_done(z, Some(code.trim()));
+            }
+        } else if line == "@@cleaned" {
+            self.cleaned = true;
+        } else if let Some(z) = self.zip.as_mut() {
+            z.add(line);
+        } else if self.in_finalize {
+            self.finalize_out.push(line.to_string());
+        } else {
+            return false;
+        }
+        true
+    }
 }
 
 /// What the run session left behind, for the end session.
@@ -63,10 +104,9 @@ struct Left {
     node: Option<(u32, u32)>,
     /// The run directory was set up: finalize_script runs.
     set_up: bool,
-    /// finalize_script ran in the run session.
-    finalized: bool,
-    /// The run session removed the run directory: no end session is needed.
-    cleaned: bool,
+    /// What the run session did of the ending (finalize_script ran; the run directory is
+    /// removed, so no end session is needed).
+    ending: Ending,
 }
 
 pub struct Host {
@@ -198,10 +238,7 @@ impl Host {
         let mut stage = Stage::Setup;
         let mut prepare_code: Option<i32> = None;
         let mut node_exit: Option<i32> = None;
-        let mut finalize_tail = String::new();
-        let mut finalize_lines: Vec<String> = Vec::new();
-        let mut zip: Option<ArtifactZip> = None;
-        let mut before_artifacts = Stage::Finalize;
+        let mut node_said = String::new();
         let mut last: VecDeque<String> = VecDeque::new();
         let mut cut: Option<&'static str> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -230,6 +267,9 @@ impl Host {
                 Ok(Some(line)) => line,
                 Ok(None) | Err(_) => break,
             };
+            if stage == Stage::Ended && left.ending.line(self, &line) {
+                continue;
+            }
             if let Some(rest) = line.strip_prefix("@@") {
                 let mut words = rest.split_whitespace();
                 match words.next() {
@@ -269,53 +309,14 @@ impl Host {
                     Some("node-exit") => {
                         node_exit = words.next().and_then(|w| w.parse().ok());
                         self.emit("ended", &format!("exit {}", node_exit.unwrap_or(-1)));
-                        stage = Stage::Finalize;
-                        finalize_tail = last.iter().cloned().collect::<Vec<_>>().join(" / ");
-                        continue;
-                    }
-                    Some("finalize-begin") => continue,
-                    Some("finalize-end") => {
-                        left.finalized = true;
-                        match words.next().and_then(|w| w.parse::<i32>().ok()) {
-                            Some(0) => self.emit("finalized", ""),
-                            c => {
-                                let out = finalize_lines.join("\n");
-                                self.emit("finalize_failed", &format!("finalize_script exited with {}: {}", c.unwrap_or(-1), tail(&out)));
-                            }
-                        }
-                        continue;
-                    }
-                    Some("artifacts-begin") => {
-                        before_artifacts = stage;
-                        stage = Stage::Artifacts;
-                        zip = Some(ArtifactZip::create(&self.logs));
-                        continue;
-                    }
-                    Some("artifacts-end") => {
-                        stage = before_artifacts;
-                        if let Some(z) = zip.take() {
-                            self.artifacts_done(z, words.next());
-                        }
-                        continue;
-                    }
-                    Some("cleaned") => {
-                        left.cleaned = true;
+                        stage = Stage::Ended;
+                        node_said = last.iter().cloned().collect::<Vec<_>>().join(" / ");
                         continue;
                     }
                     _ => {}
                 }
             }
-            if stage == Stage::Artifacts {
-                if let Some(z) = zip.as_mut() {
-                    z.add(&line);
-                }
-                continue;
-            }
             logs.write(stage, &line).await;
-            if stage == Stage::Finalize {
-                finalize_lines.push(line);
-                continue;
-            }
             last.push_back(line);
             if last.len() > TAIL_LINES {
                 last.pop_front();
@@ -334,8 +335,8 @@ impl Host {
             }
         }
         match (stage, cut) {
-            (Stage::Finalize | Stage::Artifacts, _) => match node_exit {
-                Some(c) if c != 0 && cut.is_none() => Err(Failure(format!("pytest on the host exited with {c}: {finalize_tail}"))),
+            (Stage::Ended, _) => match node_exit {
+                Some(c) if c != 0 && cut.is_none() => Err(Failure(format!("pytest on the host exited with {c}: {node_said}"))),
                 _ => Ok(()),
             },
             (Stage::Pytest, _) => {
@@ -347,56 +348,43 @@ impl Host {
             }
             (_, Some(_)) => Err(Failure(self.too_late())),
             (Stage::Setup, None) => Err(Failure(format!("setting up the run directory and venv failed (exit {status}): {said}"))),
-            (Stage::Prepare, None) => match prepare_code {
-                Some(c) if c != 0 => Err(Failure(format!("prepare_script exited with {c}: {said}"))),
-                _ => Err(Failure(format!("the run ended before pytest started (exit {status}): {said}"))),
-            },
+            (Stage::Prepare, None) => Err(Failure(format!("the run ended before pytest started (exit {status}): {said}"))),
         }
     }
 
     /// The end session, when the run session did not finish: what is left of the node,
     /// finalize_script (if it did not run), the run directory.
     async fn end(&self, session: &Session, left: &Left) {
-        if left.cleaned {
+        if left.ending.cleaned {
             return;
         }
-        let finalize = left.set_up && !left.finalized && self.plan.finalize_script.is_some();
+        let finalize = left.set_up && !left.ending.finalized && self.plan.finalize_script.is_some();
         let text = shell::end(&self.plan, &self.host, &self.python, left.node, finalize);
         let limit = Duration::from_secs(self.plan.finalize_timeout as u64) + END_SLACK;
-        let result = tokio::time::timeout(limit, run_script(session, &text)).await;
-        if let Ok(Ok((_, out))) = &result {
-            let mut lines = out.lines().skip_while(|l| *l != "@@artifacts-begin");
-            if lines.next().is_some() {
-                let mut z = ArtifactZip::create(&self.logs);
-                let mut code = None;
-                for l in lines {
-                    if let Some(c) = l.strip_prefix("@@artifacts-end") {
-                        code = Some(c.trim().to_string());
-                        break;
-                    }
-                    z.add(l);
+        match tokio::time::timeout(limit, run_script(session, &text)).await {
+            Ok(Ok((_, out))) => {
+                let mut ending = Ending::default();
+                for line in out.lines() {
+                    ending.line(self, line);
                 }
-                self.artifacts_done(z, code.as_deref());
-            }
-        }
-        match result {
-            Ok(Ok((_, out))) if finalize => {
-                let body: Vec<&str> = out.lines().skip_while(|l| *l != "@@finalize-begin").skip(1)
-                    .take_while(|l| !l.starts_with("@@finalize-end")).collect();
-                let _ = std::fs::write(self.logs.join("finalize.log"), body.join("\n") + "\n");
-                let code = out.lines().find_map(|l| l.strip_prefix("@@finalize-end ")).and_then(|c| c.trim().parse::<i32>().ok());
-                match code {
-                    Some(0) => self.emit("finalized", ""),
-                    Some(c) => self.emit("finalize_failed", &format!("finalize_script exited with {c}: {}", tail(&body.join("\n")))),
-                    None => self.emit("finalize_failed", &format!("finalize_script did not run: {}", tail(&out))),
+                if finalize && !ending.finalized {
+                    self.emit("finalize_failed", &format!("finalize_script did not run: {}", tail(&out)));
                 }
             }
-            Ok(Ok(_)) => {}
             Ok(Err(e)) => self.emit("finalize_failed", &format!("ending the run on the host: {e}")),
             Err(_) => {
                 self.emit("finalize_failed", &format!("finalize_script did not end within {} s", self.plan.finalize_timeout));
                 let _ = tokio::time::timeout(END_SLACK, run_script(session, &format!("rm -rf {}", shell::run_dir(&self.plan, &self.host)))).await;
             }
+        }
+    }
+
+    /// finalize_script ended with `code` (None: unreadable), having printed `out`.
+    fn finalize_done(&self, code: Option<i32>, out: &[String]) {
+        let _ = std::fs::write(self.logs.join("finalize.log"), out.join("\n") + "\n");
+        match code {
+            Some(0) => self.emit("finalized", ""),
+            c => self.emit("finalize_failed", &format!("finalize_script exited with {}: {}", c.unwrap_or(-1), tail(&out.join("\n")))),
         }
     }
 
@@ -446,8 +434,7 @@ impl Logs {
             let name = match stage {
                 Stage::Setup => "setup.log",
                 Stage::Prepare => "prepare.log",
-                Stage::Pytest => "pytest.log",
-                Stage::Finalize | Stage::Artifacts => "finalize.log",
+                Stage::Pytest | Stage::Ended => "pytest.log",
             };
             match tokio::fs::File::create(self.dir.join(name)).await {
                 Ok(f) => self.files.push((stage, f)),
