@@ -129,8 +129,14 @@ def test_a_blocks():
     suite(pytester, 30)
     main = cluster.main("-rA", env={"PTMPROC_VERBOSE": "1"})
     victim = cluster.node("victim", cores=1)
-    # The coordinator logs what each node reports running: once it shows test 0, the main knows.
+    # The coordinator logs what each node reports running: once it shows test 0, the main knows;
+    # and the test has started there (its ledger line is written: a slow machine may still be
+    # between the lease and the test's set-up when the coordinator hears of it).
     main.wait_for(r"node \d+ \(\S+\) running \[0\]", timeout=60)
+    deadline = time.monotonic() + 60
+    while not any(r[1] == "victim" for r in ledger_rows(cluster.ledger)):
+        assert time.monotonic() < deadline, main.text()
+        time.sleep(0.02)
     victim.kill()
     survivor = cluster.node("survivor")
     assert main.wait() == 1, main.text()
