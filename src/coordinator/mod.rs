@@ -65,6 +65,9 @@ pub(crate) struct State {
     closed: bool,
     main_present: bool,
     main_gone: bool,
+    /// Nodes removed from `nodes` whose Left/Lost event is not yet in the main's sink: the
+    /// main waiting for every node to be gone must also see the events (wait_nodes_gone).
+    leaving: u32,
 }
 
 pub(crate) struct Shared {
@@ -260,7 +263,7 @@ impl MainLink for Coordinator {
     fn wait_nodes_gone(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let mut st = self.shared.lock();
-        while !st.nodes.is_empty() {
+        while !st.nodes.is_empty() || st.leaving > 0 {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return false;

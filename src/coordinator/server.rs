@@ -122,23 +122,28 @@ fn serve_node(shared: Arc<Shared>, mut conn: Conn, hello: Hello) {
     }
     let _ = conn.set_read_timeout(Some(NODE_SILENCE));
     let (clean, reason) = node_loop(&shared, &mut conn, id);
+    // Out of `nodes` at once (no more work is handed to it), but counted as leaving until its
+    // event is in the main's sink, so a main that waits for the nodes to be gone sees it.
     let slot = {
         let mut st = shared.lock();
         let slot = st.nodes.remove(&id);
-        shared.changed.notify_all();
+        if slot.is_some() {
+            st.leaving += 1;
+        }
         slot
     };
     let Some(slot) = slot else { return };
-    if slot.refused {
-        return;
+    if !slot.refused {
+        if clean {
+            let tests = slot.given.iter().map(|u| u.len() as u32).sum();
+            shared.event(Event::Left { node: id, name: slot.name, tests });
+        } else {
+            shared.warn(&format!("lost node {} ({}): {reason}", slot.name, conn.peer));
+            shared.event(Event::Lost { node: id, name: slot.name, reason, units: slot.given, running: slot.running });
+        }
     }
-    if clean {
-        let tests = slot.given.iter().map(|u| u.len() as u32).sum();
-        shared.event(Event::Left { node: id, name: slot.name, tests });
-    } else {
-        shared.warn(&format!("lost node {} ({}): {reason}", slot.name, conn.peer));
-        shared.event(Event::Lost { node: id, name: slot.name, reason, units: slot.given, running: slot.running });
-    }
+    shared.lock().leaving -= 1;
+    shared.changed.notify_all();
 }
 
 /// Reads a node's frames until it leaves; (left cleanly, why not).
