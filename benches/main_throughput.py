@@ -31,13 +31,13 @@ PLUGIN = textwrap.dedent('''
     import os, time, pytest
     from pytest_mproc import _core, messages
     from pytest_mproc.replay import Outcomes, RunOutcome
-    from pytest_mproc.worker import _serializer
+    from pytest_mproc.worker import result_encoder
 
     class Bench:
         @pytest.hookimpl(tryfirst=True)
         def pytest_runtestloop(self, session):
             config = session.config
-            to_ser = _serializer(config)
+            encode = result_encoder(config, "gw0", None)
             # Record: run each test once here, silently, keeping its serialized reports.
             recorded = []
             class Grab:
@@ -59,7 +59,7 @@ PLUGIN = textwrap.dedent('''
             for i, item in enumerate(items):
                 nxt = items[i + 1] if i + 1 < len(items) else None
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nxt)
-                recorded.append(messages.encode((messages.RESULT, "gw0", i, [to_ser(r) for r in grab.reports], [], item.location)))
+                recorded.append(encode(i, item, grab.reports, []))
                 grab.reports = []
             config.pluginmanager.unregister(grab)
             config.pluginmanager.register(tr, "terminalreporter")
@@ -104,6 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tests", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", default="-q,-v,--junitxml", help="comma-separated subset of -q,-v,--junitxml")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ptmproc-tput-"))
     (work / "conftest.py").write_text(PLUGIN)
@@ -112,6 +113,7 @@ def main() -> None:
     env = dict(os.environ)
     env.pop("PYTEST_XDIST_WORKER", None)
     modes = {"-q": ["-q"], "-v": ["-v"], "--junitxml": ["-q", f"--junitxml={work / 'out.xml'}"]}
+    modes = {m: modes[m] for m in args.modes.split(",")}
     rows = {m: [] for m in modes}
     serial = []
     for _ in range(args.rounds):

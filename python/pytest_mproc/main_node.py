@@ -255,7 +255,7 @@ class MultiHostRun:
             return
         msg = messages.decode(data)
         kind = msg[0]
-        if kind == messages.RESULT:
+        if kind in messages.RESULTS:
             self._on_result(msg)
         elif kind == live_log.LOG:
             live_log.show(self.config, msg)

@@ -7,6 +7,11 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("R", wid, index, [serialized reports], [warnings], location[, node])
                                                       a test finished (node: the worker node's
                                                       name, on worker nodes)
+  ("P", wid, index, location, keywords, times[, node])
+                                                      a test finished that passed with nothing
+                                                      else to show (plain_reports.py): its
+                                                      keywords' names and its phases' (duration,
+                                                      start, stop) x 3
   ("U", wid, pid)                                     a worker is up
   ("D", wid, pid, wait_status)                        a worker process ended (from the fork server)
   ("I", wid, text)                                    an internal error in a worker
@@ -30,6 +35,8 @@ from array import array
 from . import _core
 
 RESULT = "R"
+PASSED = "P"
+RESULTS = (RESULT, PASSED)
 UP = "U"
 DIED = "D"
 INTERNAL = "I"

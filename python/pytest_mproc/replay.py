@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 from _pytest.reports import TestReport
 
+from . import plain_reports
+from .direct_hooks import ReplayHooks
+from .messages import PASSED
+
 
 # pytest's own implementations of the report (de)serializing hooks: `reports` handles plain
 # TestReports, `subtests` (pytest >= 9) only its SubtestReport type.
@@ -45,17 +49,18 @@ def report_decoder(config):
     return decode_any
 
 
-def _log_test(config, item, reports, warning_tuples=(), finished: bool = True) -> None:
+def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bool = True) -> None:
     """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish
     (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either)."""
-    ihook = item.ihook
-    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    logstart, logreport, logfinish = hooks.of(item)
+    nodeid, location = item.nodeid, item.location
+    logstart(nodeid, location)
     for rep in reports:
-        ihook.pytest_runtest_logreport(report=rep)
+        logreport(rep)
     for w in warning_tuples:
-        _replay_warning(config, w)
+        _replay_warning(item.config, w)
     if finished:
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        logfinish(nodeid, location)
 
 
 @dataclass
@@ -86,6 +91,8 @@ class Outcomes:
         self.remaining = len(self.items)
         self.crashed = outcome.crashed
         self.decode = report_decoder(self.config)
+        self.hooks = ReplayHooks(self.config)
+        self.plain = 0  # results that came in the compact form (statistics)
         from . import timeline
 
         self.timeline = timeline.current()
@@ -104,7 +111,7 @@ class Outcomes:
         _, _wid, index, report_dicts, repr_bytes = msg
         if self._settle(index):
             item = self.items[index]
-            _log_test(self.config, item, [self.decode(d) for d in report_dicts], finished=False)
+            _log_test(self.hooks, item, [self.decode(d) for d in report_dicts], finished=False)
         try:
             outcome.interrupt_repr = pickle.loads(repr_bytes)
         except Exception:  # an unpicklable repr: pytest shows the main's own interrupt instead
@@ -114,12 +121,25 @@ class Outcomes:
 
     def result(self, msg: tuple) -> bool:
         """Replays a test's reports (a messages.RESULT: kind, worker, index, reports, warnings,
-        location[, node]); False if the test already had a result."""
-        _, wid, index, report_dicts, warning_tuples, location, *rest = msg
+        location[, node]; or a messages.PASSED: kind, worker, index, location, keywords, times
+        [, node]); False if the test already had a result."""
+        if msg[0] == PASSED:
+            _, wid, index, location, keywords, times, *rest = msg
+        else:
+            _, wid, index, report_dicts, warning_tuples, location, *rest = msg
         if not self._settle(index):
             return False
         item = self.items[index]
-        reports = replay_result(self.config, item, report_dicts, warning_tuples, location, self.decode)
+        if "location" not in item.__dict__:
+            # The worker computed it already (it is a cached property, costly to recompute).
+            item.__dict__["location"] = location
+        if msg[0] == PASSED:
+            self.plain += 1
+            reports = plain_reports.build(item, location, keywords, times)
+            warning_tuples = ()
+        else:
+            reports = [self.decode(data) for data in report_dicts]
+        _log_test(self.hooks, item, reports, warning_tuples)
         if self.timeline is not None:
             self.timeline.test(item.nodeid, rest[0] if rest else "", wid, reports)
         return True
@@ -136,12 +156,12 @@ class Outcomes:
 
         xdist_protocol.handle_crash(self.config, item.nodeid, reports[1], pending.append)
         if pending and self.rerun is not None:
-            _log_test(self.config, item, reports)  # the plugin marked the report (e.g. "rerun")
+            _log_test(self.hooks, item, reports)  # the plugin marked the report (e.g. "rerun")
             self.rerun(index)
             return False
         self._settle(index)
         self.crashed.append(item.nodeid)
-        _log_test(self.config, item, reports)
+        _log_test(self.hooks, item, reports)
         if self.timeline is not None:
             self.timeline.crash(item.nodeid, who)
         return True
@@ -149,15 +169,6 @@ class Outcomes:
     def missing(self) -> list[str]:
         """Node ids of the tests without a result, in collection order."""
         return [item.nodeid for item, done in zip(self.items, self.done) if not done]
-
-
-def replay_result(config, item, report_dicts: list, warning_tuples: list, location: tuple, decode) -> list:
-    if "location" not in item.__dict__:
-        # The worker computed it already (it is a cached property, costly to recompute).
-        item.__dict__["location"] = location
-    reports = [decode(data) for data in report_dicts]
-    _log_test(config, item, reports, warning_tuples)
-    return reports
 
 
 def _replay_warning(config, w: tuple) -> None:
@@ -253,7 +264,7 @@ def replay_arrived(results, outcomes: Outcomes, outcome: RunOutcome) -> None:
             if messages.is_event(data):
                 continue
             msg = messages.decode(data)
-            if msg[0] == messages.RESULT:
+            if msg[0] in messages.RESULTS:
                 outcomes.result(msg)
             elif msg[0] == messages.INTERRUPTED and outcome.interrupt_repr is None:
                 outcomes.interrupted(msg, outcome, raise_it=False)

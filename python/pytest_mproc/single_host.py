@@ -92,7 +92,7 @@ class SingleHostRun:
         return True
 
     def _handle(self, msg: tuple) -> None:
-        if msg[0] == messages.RESULT:
+        if msg[0] in messages.RESULTS:
             self._on_result(msg)
         elif msg[0] == live_log.LOG:
             live_log.show(self.config, msg)
@@ -156,6 +156,8 @@ class SingleHostRun:
             "worker_cpu_s": [w[0] for w in self.node.worker_stats],
             "worker_max_rss_kb": [w[1] for w in self.node.worker_stats],
             "worker_pss_kb": [w[2] for w in self.node.worker_stats],
+            "plain_results": self.outcomes.plain,
+            "replay_hooks": self.outcomes.hooks.counts(),
         }
         with open(path, "w") as f:
             json.dump(stats, f)

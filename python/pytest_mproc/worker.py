@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import pickle
 import signal
 import sys
 
 import pytest
 
-from . import _core, fixtures, live_log, messages, serial_state, xdist_protocol
+from . import _core, fixtures, live_log, messages, plain_reports, serial_state, xdist_protocol
 from .hang_report import DUMP_SIGNAL
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
@@ -44,8 +45,6 @@ class _Collector:
 def _portable_warning(wm, when, nodeid, location) -> tuple:
     message = wm.message
     try:
-        import pickle
-
         pickle.dumps(message)
     except Exception:
         message = str(message)
@@ -153,7 +152,7 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
     slot = tasks.lease_claim()
     # On a worker node, results name the node too (for the main's timeline).
     node = os.environ.get("PTMPROC_NODE_NAME")
-    result_head, result_tail = (messages.RESULT, wid), ((node,) if node else ())
+    encode_result = result_encoder(config, wid, node)
     live_log.install_in_worker(config, results, wid, node or "")
     control.push(messages.encode((messages.UP, wid, os.getpid())))
     log(f"worker {wid} up")
@@ -186,8 +185,7 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
                 # Stop new tests everywhere at once instead of waiting for the main to see it.
                 if tasks.user_add(FAILURES_WORD, 1) + 1 >= maxfail:
                     tasks.abort()
-            reports = [to_serializable(r) for r in collector.reports]
-            results.push(messages.encode(result_head + (index, reports, collector.warnings, item.location) + result_tail))
+            results.push(encode_result(index, item, collector.reports, collector.warnings))
             collector.reports = []
             collector.warnings = []
             # Worker-side stop flags mean nothing: the main decides -x for the whole run.
@@ -217,8 +215,6 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
 
 
 def _report_interrupt(config, results, wid, index, collector, to_serializable, e) -> None:
-    import pickle
-
     from _pytest._code import ExceptionInfo
 
     try:
@@ -227,6 +223,24 @@ def _report_interrupt(config, results, wid, index, collector, to_serializable, e
         rep = pickle.dumps(None)
     reports = [to_serializable(r) for r in collector.reports]
     results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep)))
+
+
+def result_encoder(config, wid: str, node: str | None):
+    """encode(index, item, reports, warnings) -> the results-ring bytes of a finished test: a
+    messages.PASSED for a plain passed test (plain_reports.py), else a messages.RESULT."""
+    to_serializable = _serializer(config)
+    plain_ok = plain_reports.usable(config)
+    result_head, passed_head, tail = (messages.RESULT, wid), (messages.PASSED, wid), ((node,) if node else ())
+    dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+
+    def encode(index: int, item, reports: list, warnings: list) -> bytes:
+        plain = plain_reports.compact(reports, warnings) if plain_ok else None
+        if plain is not None:
+            return dumps(passed_head + (index, item.location) + plain + tail, protocol)
+        return dumps(result_head + (index, [to_serializable(r) for r in reports], warnings, item.location) + tail,
+                     protocol)
+
+    return encode
 
 
 def _serializer(config):
