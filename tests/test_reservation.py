@@ -357,7 +357,11 @@ def test_a_host_lost_mid_run_still_gets_its_artifacts_pulled(project, servers, s
     a, b = servers("127.0.0.3"), servers("127.0.0.4")
     service.lines = [(host_line(project, a, "A"), None), (host_line(project, b, "B"), ran_on(project, "A"))]
     main = project.main("-q", "--cores", "1", "--remote-worker", service.url())
-    assert main.wait(120) == 1, main.text()
+    rc = main.wait(120)
+    # A dies within milliseconds of starting its test: if the main heard that the test had
+    # started, it reports it as crashed there; if not, B runs it (the rule is tested in
+    # test_multihost.py). Either way every test has exactly one result.
+    assert (rc, counts(main.text())) in ((1, {"passed": 7, "failed": 1}), (0, {"passed": 8})), main.text()
     assert re.search(r"lost node Worker-0", main.text()), main.text()
     with zipfile.ZipFile(project.path / "artifacts" / "Worker-0" / "artifacts.zip") as zf:
         assert zf.read("before-loss.txt") == b"A was here"
