@@ -31,6 +31,7 @@ PLUGIN = textwrap.dedent('''
     import os, time, pytest
     from pytest_mproc import _core, messages
     from pytest_mproc.replay import Outcomes, RunOutcome
+    from pytest_mproc.rings import BatchReader
     from pytest_mproc.worker import result_encoder
 
     class Bench:
@@ -67,13 +68,14 @@ PLUGIN = textwrap.dedent('''
                 config.pluginmanager.register(xml)
             for item in items:  # the replay computes what the worker would have sent
                 item.__dict__.pop("location", None)
-            ring = _core.Ring.create(capacity=1024, slot_size=2048, leases=4, arena_bytes=64 << 20)
+            ring = _core.Ring.create(capacity=int(os.environ.get("BENCH_RING", 1024)), slot_size=2048, leases=4, arena_bytes=64 << 20)
             pid = os.fork()
             if pid == 0:  # the producer: as fast as the ring takes them
                 for data in recorded:
                     ring.push(data)
                 os._exit(0)
             outcomes = Outcomes(session, RunOutcome())
+            reader = BatchReader(ring)
             prof = None
             if os.environ.get("BENCH_PROFILE"):
                 import cProfile
@@ -81,7 +83,7 @@ PLUGIN = textwrap.dedent('''
                 prof.enable()
             t0, w0 = time.process_time(), time.perf_counter()
             while outcomes.remaining:
-                data = ring.pop(timeout=5)
+                data = reader.pop(timeout=5)
                 if data is None:
                     break
                 outcomes.result(messages.decode(data))

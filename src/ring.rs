@@ -321,14 +321,39 @@ impl Ring {
     /// Pops without waiting. `Ok(None)`: empty for now. `Err(Closed)`: closed and drained (or
     /// aborted), nothing will ever come.
     pub fn try_pop(&self) -> Result<Option<Vec<u8>>> {
-        self.pop_inner(None)
+        self.pop_inner(None, true)
+    }
+
+    /// Pops up to `max` items without waiting, waking blocked pushers once for the whole batch
+    /// instead of once per item (a consumer that cannot keep up would otherwise pay a wake-up
+    /// system call per item while its producers wait for room). Returns the items popped and,
+    /// if popping stopped on an error (a damaged cell, or closed and drained), that error; every
+    /// freed cell is notified before returning, so no pusher's wake-up is lost (wakeup.rs).
+    pub fn try_pop_batch(&self, max: usize) -> (Vec<Vec<u8>>, Option<Error>) {
+        let mut items = Vec::new();
+        let mut stopped = None;
+        while items.len() < max {
+            match self.pop_inner(None, false) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => break,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
+            }
+        }
+        if !items.is_empty() {
+            let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+            self.pair(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS).notify_n(&futex::Kernel, n);
+        }
+        (items, stopped)
     }
 
     /// Like `try_pop`, but a copy of the item stays in lease entry `slot` until `ack(slot)`:
     /// if this process dies anywhere between the pop and the ack, `heal` hands the item back.
     pub fn try_pop_leased(&self, slot: u32) -> Result<Option<Vec<u8>>> {
         self.leases_tbl().check(slot)?;
-        self.pop_inner(Some(slot))
+        self.pop_inner(Some(slot), true)
     }
 
     /// Drops the copy held in lease entry `slot` (the item was dealt with).
@@ -339,7 +364,8 @@ impl Ring {
         Ok(())
     }
 
-    fn pop_inner(&self, lease: Option<u32>) -> Result<Option<Vec<u8>>> {
+    /// One pop; `notify`: wake a pusher waiting for room (false: the caller notifies for a batch).
+    fn pop_inner(&self, lease: Option<u32>, notify: bool) -> Result<Option<Vec<u8>>> {
         if self.flags().load(Ordering::Acquire) & FLAG_ABORTED != 0 {
             return Err(Error::Closed);
         }
@@ -381,7 +407,9 @@ impl Ring {
         let got = got.transpose().map_err(Error::Corrupt)?;
         match got {
             Some(item) => {
-                self.notify(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS);
+                if notify {
+                    self.notify(H_NOT_FULL_EPOCH, H_NOT_FULL_WAITERS);
+                }
                 Ok(Some(item))
             }
             None if self.is_closed() && protocol::len(&Mem(v)) == 0 => Err(Error::Closed),
@@ -405,7 +433,7 @@ impl Ring {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let epoch = self.v.a32(H_NOT_EMPTY_EPOCH).load(Ordering::Acquire);
-            if let Some(item) = self.pop_inner(lease)? {
+            if let Some(item) = self.pop_inner(lease, true)? {
                 return Ok(Some(item));
             }
             for _ in 0..self.spin.load(std::sync::atomic::Ordering::Relaxed) {
@@ -414,7 +442,7 @@ impl Ring {
                     break;
                 }
             }
-            if let Some(item) = self.pop_inner(lease)? {
+            if let Some(item) = self.pop_inner(lease, true)? {
                 return Ok(Some(item));
             }
             let res = self.wait_on(H_NOT_EMPTY_EPOCH, H_NOT_EMPTY_WAITERS, epoch, deadline, || {

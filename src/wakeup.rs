@@ -51,10 +51,16 @@ impl WaitPair<'_> {
 
     /// Call after making the change a waiter waits for visible.
     pub fn notify(&self, futex: &impl Futex) {
+        self.notify_n(futex, 1);
+    }
+
+    /// `notify` after `n` changes at once (a batch of pops frees `n` cells): up to `n`
+    /// sleepers can go on, one wake-up call for all of them.
+    pub fn notify_n(&self, futex: &impl Futex, n: u32) {
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            futex.wake(self.epoch, 1);
+            futex.wake(self.epoch, n);
         }
     }
 

@@ -1,7 +1,8 @@
-"""The main's replay hooks (logstart, logreport, logfinish), called without pluggy's dispatch
-when that is the same call.
+"""The main's replay hooks (logstart, logreport, logfinish, and pytest_report_teststatus, which
+the terminal reporter asks for each report), called without pluggy's dispatch when that is the
+same call.
 
-The main fires five hooks per replayed test, and for a passed test pluggy's dispatch costs more
+The main fires eight hooks per replayed test, and for a passed test pluggy's dispatch costs more
 than what pytest's own implementations then do. When every implementation of such a hook is
 pytest's own or this plugin's, and none wraps it (hookwrapper / wrapper=True), calling them
 directly, in pluggy's order, with the arguments pluggy would pass, is the same call. Whenever a
@@ -13,8 +14,11 @@ registered in the middle of a run is dispatched to at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import types
+
+import pluggy
 
 # Plugins whose hook implementations may be called directly: pytest's own and ours.
 _OWN = ("_pytest.", "pytest_mproc.")
@@ -35,15 +39,19 @@ class DirectHook:
     conftests of other directories). Called with the hook's arguments by position, in
     `argnames` order."""
 
-    __slots__ = ("caller", "base", "pm", "argnames", "snapshot", "tracer", "calls", "direct", "dispatched")
+    __slots__ = ("caller", "base", "pm", "argnames", "dispatch", "firstresult", "snapshot", "tracer", "calls",
+                 "direct", "dispatched")
 
-    def __init__(self, pm, caller, argnames: tuple) -> None:
+    def __init__(self, pm, caller, argnames: tuple, dispatch=None) -> None:
         self.pm = pm
         self.caller = caller
         # A directory's hook caller is a subset of the relay's: its implementations change
         # when the relay's do.
         self.base = getattr(caller, "_orig", caller)
         self.argnames = argnames
+        self.dispatch = dispatch or caller  # the call through pluggy
+        spec = getattr(caller, "spec", None)
+        self.firstresult = bool(spec and spec.opts.get("firstresult"))
         self.snapshot = None
         self.tracer = None
         self.calls = None
@@ -51,8 +59,8 @@ class DirectHook:
         self.direct = self.dispatched = 0
 
     def _plan(self):
-        """[(function, argument positions or None for all in order)] in call order, or None:
-        dispatch through pluggy."""
+        """[(function, argument positions: None for all in order, () for none)] in call order,
+        or None: dispatch through pluggy."""
         if getattr(getattr(self.pm, "_inner_hookexec", None), "__name__", "") != "_multicall" or fast_paths_off():
             return None  # traced: the tracer must see the call
         calls = []
@@ -66,26 +74,71 @@ class DirectHook:
             calls.append((impl.function, None if positions == tuple(range(len(self.argnames))) else positions))
         return calls
 
-    def __call__(self, *args) -> None:
+    def _replan(self) -> None:
         try:
             impls = self.base._hookimpls
-            tracer = self.pm._inner_hookexec
+            self.tracer = self.pm._inner_hookexec
         except AttributeError:  # a pluggy without these internals: always dispatch
-            impls = tracer = None
-        if impls is None or impls != self.snapshot or tracer is not self.tracer:
-            self.snapshot = None if impls is None else list(impls)
-            self.tracer = tracer
-            self.calls = None if impls is None else self._plan()
-        if self.calls is None:
-            self.dispatched += 1
-            self.caller(**dict(zip(self.argnames, args)))
+            self.snapshot, self.calls = None, None
             return
+        self.snapshot = list(impls)
+        self.calls = self._plan()
+
+    def __call__(self, *args):
+        """The first result for a firstresult hook; otherwise None (the replay ignores results)."""
+        if self.snapshot is None or self.base._hookimpls != self.snapshot or self.pm._inner_hookexec is not self.tracer:
+            self._replan()
+        calls = self.calls
+        if calls is None:
+            self.dispatched += 1
+            res = self.dispatch(**dict(zip(self.argnames, args)))
+            return res if self.firstresult else None
         self.direct += 1
-        for function, positions in self.calls:
+        for function, positions in calls:
             if positions is None:
-                function(*args)
+                res = function(*args)
+            elif positions:
+                res = function(*[args[i] for i in positions])
             else:
-                function(*[args[i] for i in positions])
+                res = function()
+            if res is not None and self.firstresult:
+                return res
+        return None
+
+
+class _DirectCaller(pluggy.HookCaller):
+    """A relay's hook caller whose calls go through its DirectHook (`make_direct`)."""
+
+    __slots__ = ()
+
+    def __call__(self, **kwargs):
+        hook, names = _MADE_DIRECT[id(self)]
+        if kwargs.keys() != names:
+            return pluggy.HookCaller.__call__(self, **kwargs)  # pluggy's own handling of odd calls
+        return hook(*[kwargs[name] for name in hook.argnames])
+
+
+_MADE_DIRECT: dict = {}
+
+
+def make_direct(pm, name: str):
+    """Makes `pm.hook.<name>` (called by pytest's own plugins, e.g. the terminal reporter's
+    pytest_report_teststatus per report) follow the same rule as the replay hooks, for every
+    caller in this process. Returns its DirectHook, or None if that cannot be done here."""
+    caller = getattr(pm.hook, name, None)
+    if caller is None:
+        return None
+    if type(caller) is _DirectCaller:
+        return _MADE_DIRECT[id(caller)][0]
+    if type(caller) is not pluggy.HookCaller or caller.spec is None or not caller.spec.opts.get("firstresult"):
+        return None  # (a hook whose callers get every result would need them collected)
+    hook = DirectHook(pm, caller, tuple(caller.spec.argnames), functools.partial(pluggy.HookCaller.__call__, caller))
+    try:
+        caller.__class__ = _DirectCaller
+    except TypeError:  # a pluggy whose HookCaller cannot take it
+        return None
+    _MADE_DIRECT[id(caller)] = (hook, frozenset(hook.argnames))
+    return hook
 
 
 class ReplayHooks:
@@ -95,6 +148,8 @@ class ReplayHooks:
     def __init__(self, config) -> None:
         self.pm = config.pluginmanager
         self._by_path: dict = {}
+        # The terminal reporter asks this for each report it is given.
+        self.teststatus = make_direct(self.pm, "pytest_report_teststatus")
 
     def of(self, item) -> tuple:
         """(logstart, logreport, logfinish) for `item`."""
@@ -113,8 +168,8 @@ class ReplayHooks:
     def counts(self) -> dict:
         """{hook name: [direct calls, calls through pluggy]} so far."""
         out: dict = {}
-        for entry in self._by_path.values():
-            for hook in entry[1:]:
+        hooks = [hook for entry in self._by_path.values() for hook in entry[1:]]
+        for hook in hooks + ([self.teststatus] if self.teststatus else []):
                 c = out.setdefault(hook.caller.name, [0, 0])
                 c[0] += hook.direct
                 c[1] += hook.dispatched

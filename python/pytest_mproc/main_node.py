@@ -30,6 +30,7 @@ from .interrupt_guard import InterruptGuard
 from .hang_report import SigquitFlag
 from .status_line import StatusLine
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
+from .rings import BatchReader
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
 
@@ -64,6 +65,7 @@ class MultiHostRun:
         self.running_since: dict[int, float] = {}
         self.status = StatusLine(self.config, self._running)
         self.results = _core.Ring.create(capacity=1024, slot_size=2048, leases=64, arena_bytes=256 << 20)
+        self.reader = BatchReader(self.results)
         self.store = _core.Store.create()
         self.fixtures = FixtureHost(self.store)
 
@@ -104,7 +106,7 @@ class MultiHostRun:
             self.coord.stop()
             self._end_local_node(kill=True)
             self.stopping = True
-            run_ended_by(e, self.results, self.outcomes, self.outcome)
+            run_ended_by(e, self.reader, self.outcomes, self.outcome)
             raise
         finally:
             self.status.close()
@@ -188,7 +190,7 @@ class MultiHostRun:
         alone_since = time.monotonic() if not self.nodes else None
         while self.outcomes.remaining and not (self.stopping and not self.nodes):
             with self.guard.handling():
-                data = self.results.pop(timeout=0.1)
+                data = self.reader.pop(timeout=0.1)
                 if data is not None:
                     self._handle(data)
             self.status.tick()
@@ -246,7 +248,7 @@ class MultiHostRun:
         return rest
 
     def _drain(self) -> None:
-        while (data := self.results.try_pop()) is not None:
+        while (data := self.reader.try_pop()) is not None:
             self._handle(data)
 
     def _handle(self, data: bytes) -> None:

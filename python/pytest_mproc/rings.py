@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from . import _core
 
 
@@ -19,3 +21,30 @@ def node_rings(units: int, workers: int) -> tuple[_core.Ring, _core.Ring]:
     tasks = _core.Ring.create(capacity=cap, slot_size=64, leases=leases, arena_bytes=4 << 20)
     results = _core.Ring.create(capacity=512, slot_size=2048, leases=leases, arena_bytes=256 << 20)
     return tasks, results
+
+
+class BatchReader:
+    """The main's reading side of a results ring: `try_pop`/`pop` as the ring's, but items come
+    off the ring a batch at a time (`Ring.try_pop_batch`: one wake-up for the workers blocked on
+    a full ring per batch, not one per result). Items taken off the ring and not handled yet
+    wait here, so an exception in the middle of a batch loses none: whoever replays what had
+    arrived (replay.replay_arrived) reads through this reader too."""
+
+    def __init__(self, ring: _core.Ring, batch: int = 64) -> None:
+        self.ring = ring
+        self.batch = batch
+        self.backlog: deque = deque()
+
+    def try_pop(self):
+        """The next item, or None if there is none now (RingClosed: closed and drained)."""
+        if not self.backlog:
+            items = self.ring.try_pop_batch(self.batch)
+            if not items:
+                return None
+            self.backlog.extend(items)
+        return self.backlog.popleft()
+
+    def pop(self, timeout: float):
+        """The next item, waiting up to `timeout` seconds for one (None after)."""
+        item = self.try_pop()
+        return item if item is not None else self.ring.pop(timeout=timeout)

@@ -14,6 +14,7 @@ from .status_line import StatusLine
 from .interrupt_guard import InterruptGuard
 from .history import DurationHistory
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
+from .rings import BatchReader
 from .scheduling import build_units
 from .supervisor import NAP_MAX, NAP_MIN, Supervisor, SupervisorError
 from .verbose import log
@@ -29,6 +30,7 @@ class SingleHostRun:
         self.outcomes = Outcomes(session, self.outcome, rerun=self._rerun)
         self.stopping = False
         self.node = Supervisor(session, min(workers, len(units)), self._crashed)
+        self.results = BatchReader(self.node.results)
         self.units = units
         self.watch = HangWatch(self.node, self.config.getoption("mproc_hang_report"),
                                lambda text: print_report(self.config, "pytest-mproc hang report", text))
@@ -58,7 +60,7 @@ class SingleHostRun:
                 self.outcome.cut_off = self.watch.report_all("the run was interrupted")
             node.kill()
             self.stopping = True
-            run_ended_by(e, node.results, self.outcomes, self.outcome)
+            run_ended_by(e, self.results, self.outcomes, self.outcome)
             raise
         finally:
             self.status.close()
@@ -85,7 +87,7 @@ class SingleHostRun:
     def _pump(self) -> bool:
         """Handles one message from the results ring; False if there was none."""
         with self.guard.handling():
-            data = self.node.results.try_pop()
+            data = self.results.try_pop()
             if data is None:
                 return False
             self._handle(messages.decode(data))

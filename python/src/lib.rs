@@ -49,6 +49,9 @@ fn slice(deadline: Option<Instant>) -> Option<Duration> {
 #[pyclass(module = "pytest_mproc._core", frozen)]
 pub(crate) struct Ring {
     pub(crate) ring: Arc<CoreRing>,
+    /// An error `try_pop_batch` met after it had popped items: raised by its next call, so
+    /// neither the items nor the error are lost.
+    deferred: std::sync::Mutex<Option<Error>>,
 }
 
 #[pymethods]
@@ -65,13 +68,13 @@ impl Ring {
         chunk_size: u32,
     ) -> PyResult<Ring> {
         let opts = RingOptions { capacity, slot_size, leases, arena_bytes, chunk_size };
-        Ok(Ring { ring: Arc::new(CoreRing::create(path.as_deref(), &opts).map_err(to_py)?) })
+        Ok(Ring { ring: Arc::new(CoreRing::create(path.as_deref(), &opts).map_err(to_py)?), deferred: Default::default() })
     }
 
     /// Maps an existing ring by path (a /dev/shm file or /proc/<pid>/fd/<n> of a memfd).
     #[staticmethod]
     fn attach(path: std::path::PathBuf) -> PyResult<Ring> {
-        Ok(Ring { ring: Arc::new(CoreRing::attach(&path).map_err(to_py)?) })
+        Ok(Ring { ring: Arc::new(CoreRing::attach(&path).map_err(to_py)?), deferred: Default::default() })
     }
 
     #[getter]
@@ -113,6 +116,24 @@ impl Ring {
     /// Pops without waiting; None when empty. Raises RingClosed when closed and drained.
     fn try_pop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         Ok(self.ring.try_pop().map_err(to_py)?.map(|v| PyBytes::new(py, &v)))
+    }
+
+    /// Pops up to `max` items without waiting (an empty list when there is none), waking
+    /// producers blocked on a full ring once per batch. Raises RingClosed when closed and
+    /// drained; an error met after some items were popped is raised by the next call.
+    #[pyo3(signature = (max=64))]
+    fn try_pop_batch<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = deferred.take() {
+            return Err(to_py(e));
+        }
+        let (items, stopped) = self.ring.try_pop_batch(max);
+        match stopped {
+            Some(e) if items.is_empty() => return Err(to_py(e)),
+            Some(e) => *deferred = Some(e),
+            None => {}
+        }
+        Ok(items.iter().map(|v| PyBytes::new(py, v)).collect())
     }
 
     /// Pops, waiting up to `timeout` seconds (None: forever). None on timeout; RingClosed when
