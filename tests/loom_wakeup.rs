@@ -30,9 +30,15 @@ impl Futex for ModelFutex {
         drop(self.cv.wait(g).unwrap());
         Wait::Woken
     }
-    fn wake(&self, _word: &AtomicU32, _n: u32) {
+    /// Wakes one sleeper for n == 1 (as the kernel would), every sleeper otherwise (the
+    /// models have at most two, so that is "up to n").
+    fn wake(&self, _word: &AtomicU32, n: u32) {
         let _g = self.lock.lock().unwrap();
-        self.cv.notify_all();
+        if n == 1 {
+            self.cv.notify_one();
+        } else {
+            self.cv.notify_all();
+        }
     }
 }
 
@@ -95,6 +101,35 @@ fn wake_all_wakes_every_waiter() {
         c.pair().wake_all(&c.futex);
         for w in waiters {
             w.join().unwrap();
+        }
+    });
+}
+
+/// A batch of pops frees two cells at once and notifies once for both (`notify_n`, the ring's
+/// `try_pop_batch`): two pushers waiting for room both get one (a notify that woke only one
+/// would leave the other asleep: loom reports the deadlock).
+#[test]
+fn a_batch_notify_wakes_as_many_waiters_as_it_freed() {
+    model(|| {
+        let c = Arc::new(Cond::default());
+        let free = Arc::new(AtomicU32::new(0));
+        let pushers: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, free) = (c.clone(), free.clone());
+                thread::spawn(move || loop {
+                    let seen = c.pair().epoch();
+                    let f = free.load(Ordering::SeqCst);
+                    if f > 0 && free.compare_exchange(f, f - 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                        return;
+                    }
+                    c.pair().sleep_unless(&c.futex, seen, None, || free.load(Ordering::SeqCst) > 0);
+                })
+            })
+            .collect();
+        free.store(2, Ordering::SeqCst);
+        c.pair().notify_n(&c.futex, 2);
+        for p in pushers {
+            p.join().unwrap();
         }
     });
 }
