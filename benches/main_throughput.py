@@ -10,9 +10,11 @@ per second absorbed and CPU per test, at `-q`, `-v`, `--junitxml`, next to plain
 reporting of the same tests (a serial run minus running them is not separable, so the serial
 figure is the whole serial run's per-test cost).
 
-    python3 benches/main_throughput.py [--tests 20000] [--rounds 3]
+    python3 benches/main_throughput.py [--tests 20000] [--rounds 3] [--modes=-q,-v,--junitxml]
 
-BENCH_PROFILE=FILE writes a cProfile of the replay loop (the last run) to FILE.
+BENCH_PROFILE=FILE writes a cProfile of the replay loop (the last run) to FILE; BENCH_RING=N
+sets the results ring's capacity (default 1024: the producer blocks on a full ring, as workers
+do when the main is the bottleneck).
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ the peak of that sum, the main's own peak RSS, and per worker the peak PSS, for 
 
     python3 benches/memory.py --dir /tmp/pkgsuite/packaging-26.4 --python /tmp/suites/venv/bin/python \\
         --cores 4 --cores 16 [--rounds 1] [-- extra pytest args]
+
+packaging's suite (64 207 tests), as measured in docs/benchmarks.md: a venv with pytest,
+pytest-xdist, this package and packaging's test dependencies, and its sdist:
+
+    python3 -m venv /tmp/pk && /tmp/pk/bin/pip install pytest pytest-xdist hypothesis pretend tomli_w -e .
+    /tmp/pk/bin/pip download --no-deps --no-binary :all: packaging==26.4 -d /tmp/pkgsuite
+    tar xzf /tmp/pkgsuite/packaging-26.4.tar.gz -C /tmp/pkgsuite
 """
 
 from __future__ import annotations
