@@ -170,7 +170,7 @@ class ReplayHooks:
         out: dict = {}
         hooks = [hook for entry in self._by_path.values() for hook in entry[1:]]
         for hook in hooks + ([self.teststatus] if self.teststatus else []):
-                c = out.setdefault(hook.caller.name, [0, 0])
-                c[0] += hook.direct
-                c[1] += hook.dispatched
+            c = out.setdefault(hook.caller.name, [0, 0])
+            c[0] += hook.direct
+            c[1] += hook.dispatched
         return out

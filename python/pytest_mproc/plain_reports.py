@@ -37,8 +37,8 @@ def usable(config) -> bool:
     from .replay import only_pytest_implements
 
     hook = config.hook
-    return SUPPORTED and not fast_paths_off() and all(only_pytest_implements(h) for h in (hook.pytest_report_to_serializable,
-                                                                   hook.pytest_report_from_serializable))
+    serializing = (hook.pytest_report_to_serializable, hook.pytest_report_from_serializable)
+    return SUPPORTED and not fast_paths_off() and all(only_pytest_implements(h) for h in serializing)
 
 
 def compact(reports: list, warnings: list):
