@@ -8,6 +8,7 @@ use mproc_core::handshake::Hello;
 use mproc_core::lease::monotonic_ns;
 use mproc_core::wire::{Message, Role};
 use mproc_core::{Ring, Store};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ const NAP_MIN: Duration = Duration::from_micros(250);
 const NAP_MAX: Duration = Duration::from_millis(4);
 /// Results sent in one frame at most (bytes); more goes in the next frame.
 const BATCH_BYTES: usize = 4 << 20;
+/// Results taken off the ring per call (`Ring::try_pop_batch`).
+const POP_BATCH: usize = 64;
 
 pub struct BridgeConfig {
     pub addr: SocketAddr,
@@ -93,6 +96,8 @@ pub fn run(cfg: BridgeConfig) -> Outcome {
     let send = |m: &Message| link.writer.send(m).is_ok();
     let mut running: Vec<u32> = Vec::new();
     let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut pending_bytes = 0usize;
     let mut last_result = Instant::now();
     let mut last_sent = Instant::now();
     let mut credit_sent_ns = 0u64;
@@ -101,24 +106,23 @@ pub fn run(cfg: BridgeConfig) -> Outcome {
     loop {
         // Results: take whatever is there. When nothing is, nap rather than sleep on the ring's
         // futex: a futex sleeper makes every worker's push pay a wake-up syscall (~18 us on our
-        // 2-vCPU VMs), which single-host runs avoid the same way (see session.py).
-        let mut bytes = 0;
-        loop {
-            match cfg.results.try_pop() {
-                Ok(Some(item)) => {
-                    bytes += item.len();
-                    batch.push(item);
-                    if bytes >= BATCH_BYTES {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    node_done = true; // closed by the node main: every worker has exited
-                    break;
-                }
+        // 2-vCPU VMs), which single-host runs avoid the same way (see single_host.py). A ring
+        // batch at a time: blocked workers get one wake-up per batch, not per result.
+        while pending_bytes < BATCH_BYTES && !node_done {
+            let (items, stopped) = cfg.results.try_pop_batch(POP_BATCH);
+            let popped = items.len();
+            for item in items {
+                pending_bytes += item.len();
+                pending.push_back(item);
+            }
+            if stopped.is_some() {
+                node_done = true; // closed by the node main (every worker has exited) and drained
+            }
+            if popped < POP_BATCH {
+                break;
             }
         }
+        batch.extend(next_frame(&mut pending, &mut pending_bytes, BATCH_BYTES));
         if batch.is_empty() && !node_done {
             std::thread::sleep(nap); // a poll period, not a synchronisation
             nap = (nap * 2).min(NAP_MAX);
@@ -139,7 +143,7 @@ pub fn run(cfg: BridgeConfig) -> Outcome {
             }
             last_sent = Instant::now();
         }
-        if node_done {
+        if node_done && pending.is_empty() {
             let _ = send(&Message::Bye);
             link.writer.shutdown();
             return Outcome::Finished;
@@ -172,9 +176,45 @@ pub fn run(cfg: BridgeConfig) -> Outcome {
     }
 }
 
+/// The results of the next frame, oldest first: up to `limit` bytes of them, at least one (a
+/// result bigger than `limit` goes alone); the rest stays in `pending` for the next frame.
+fn next_frame(pending: &mut VecDeque<Vec<u8>>, pending_bytes: &mut usize, limit: usize) -> Vec<Vec<u8>> {
+    let mut frame = Vec::new();
+    let mut bytes = 0;
+    while let Some(item) = pending.front() {
+        if !frame.is_empty() && bytes + item.len() > limit {
+            break;
+        }
+        bytes += item.len();
+        *pending_bytes -= item.len();
+        frame.extend(pending.pop_front());
+    }
+    frame
+}
+
 /// Test indices the node's workers are running right now (from the ring's lease table).
 fn running_tests(tasks: &Ring) -> Vec<u32> {
     let mut v: Vec<u32> = tasks.leases().iter().filter_map(|l| l.key.map(|k| k as u32)).collect();
     v.sort_unstable();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_keep_order_and_size_limit() {
+        let sizes = [3usize, 3, 3, 10, 1, 6];
+        let mut pending: VecDeque<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
+        let mut pending_bytes: usize = sizes.iter().sum();
+        let mut frames = Vec::new();
+        while !pending.is_empty() {
+            frames.push(next_frame(&mut pending, &mut pending_bytes, 6));
+        }
+        let shape: Vec<Vec<u8>> = frames.iter().map(|f| f.iter().map(|item| item[0]).collect()).collect();
+        assert_eq!(shape, vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5]]);
+        assert_eq!(pending_bytes, 0);
+        assert!(next_frame(&mut pending, &mut pending_bytes, 6).is_empty());
+    }
 }

@@ -8,7 +8,6 @@ installed, Ctrl-C raises KeyboardInterrupt where it arrives as usual, except ins
 from __future__ import annotations
 
 import signal
-from contextlib import contextmanager
 
 
 class InterruptGuard:
@@ -36,13 +35,16 @@ class InterruptGuard:
         else:
             raise KeyboardInterrupt
 
-    @contextmanager
-    def handling(self):
+    def handling(self) -> "InterruptGuard":
+        """`with guard.handling():` around the handling of one message (a plain class, not a
+        generator context manager: it is entered once per result)."""
+        return self
+
+    def __enter__(self) -> None:
         self.busy = True
-        try:
-            yield
-        finally:
-            self.busy = False
-            if self.pending:
-                self.pending = False
-                raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        self.busy = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from _pytest.reports import TestReport
 
-from . import plain_reports
+from . import gc_freeze, plain_reports
 from .direct_hooks import ReplayHooks
 from .messages import PASSED
 
@@ -93,6 +93,7 @@ class Outcomes:
         self.decode = report_decoder(self.config)
         self.hooks = ReplayHooks(self.config)
         self.plain = 0  # results that came in the compact form (statistics)
+        self.freezer = gc_freeze.Freezer()
         from . import timeline
 
         self.timeline = timeline.current()
@@ -142,6 +143,7 @@ class Outcomes:
         _log_test(self.hooks, item, reports, warning_tuples)
         if self.timeline is not None:
             self.timeline.test(item.nodeid, rest[0] if rest else "", wid, reports)
+        self.freezer.settled()
         return True
 
     def crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> bool:

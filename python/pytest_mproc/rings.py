@@ -48,3 +48,16 @@ class BatchReader:
         """The next item, waiting up to `timeout` seconds for one (None after)."""
         item = self.try_pop()
         return item if item is not None else self.ring.pop(timeout=timeout)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleeps on the ring's futex until an item is there (it then waits in the backlog for
+        `try_pop`), at most `timeout` seconds; False if none came. A worker pays a wake-up
+        system call for a result only while the reader sleeps here (wakeup.rs): a reader busy
+        replaying costs its writers nothing, an idle one gets each result at once."""
+        if self.backlog:
+            return True
+        item = self.ring.pop(timeout=timeout)
+        if item is None:
+            return False
+        self.backlog.append(item)
+        return True

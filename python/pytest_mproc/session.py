@@ -111,6 +111,12 @@ class MprocSession:
         if self.outcome.fixture_errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config):
+        from . import gc_freeze
+
+        gc_freeze.release()
+
     def pytest_terminal_summary(self, terminalreporter):
         if self.timeline is not None:
             lines = self.timeline.terminal_lines(verbose=self.config.get_verbosity() > 0)

@@ -16,7 +16,7 @@ from .history import DurationHistory
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .rings import BatchReader
 from .scheduling import build_units
-from .supervisor import NAP_MAX, NAP_MIN, Supervisor, SupervisorError
+from .supervisor import CHECK_EVERY, POLL, Supervisor, SupervisorError
 from .verbose import log
 
 
@@ -29,6 +29,7 @@ class SingleHostRun:
         self.outcome = RunOutcome()
         self.outcomes = Outcomes(session, self.outcome, rerun=self._rerun)
         self.stopping = False
+        self.stop_on_failure = bool(self.config.getoption("maxfail", 0))
         self.node = Supervisor(session, min(workers, len(units)), self._crashed)
         self.results = BatchReader(self.node.results)
         self.units = units
@@ -84,8 +85,11 @@ class SingleHostRun:
             while self._pump():
                 pass
 
-    def _pump(self) -> bool:
-        """Handles one message from the results ring; False if there was none."""
+    def _pump(self, timeout: float = 0) -> bool:
+        """Handles one message from the results ring, waiting up to `timeout` seconds for one;
+        False if none came."""
+        if timeout and not self.results.wait(timeout):
+            return False
         with self.guard.handling():
             data = self.results.try_pop()
             if data is None:
@@ -108,20 +112,31 @@ class SingleHostRun:
             self.node.handle(msg)
 
     def _loop(self) -> None:
-        nap = NAP_MIN
+        due = 0.0
         while self.outcomes.remaining and not (self.stopping and not self.node.live):
             if self._pump():
-                nap = NAP_MIN
                 continue
-            self.node.check_fork_server()
-            self.watch.check()
-            self.status.tick()
-            if self.sigquit.take():
-                self.watch.report_all("SIGQUIT")
-            # The main naps rather than sleeping on the results ring's futex: a futex wake per
-            # result would cost every worker a syscall and preempt one to replay a single test.
-            time.sleep(nap)
-            nap = min(nap * 2, NAP_MAX)
+            now = time.monotonic()
+            if now >= due:
+                due = now + CHECK_EVERY
+                self.node.check_fork_server()
+                self.watch.check()
+                self.status.tick()
+                if self.sigquit.take():
+                    self.watch.report_all("SIGQUIT")
+            self._wait()
+
+    def _wait(self) -> None:
+        """Waits for results. Mid-run the main polls every POLL seconds and replays what came
+        meanwhile as a batch: waking for each result would cost a worker a wake-up system call
+        per result and the main a context switch per test (on packaging's suite: main 65 ->
+        77 µs, workers +10 µs per test), while nothing waits on the main (the tasks ring holds
+        every queued unit). The last tests' results (fewer left than workers), and every result
+        of a run that stops at a failure (-x, --maxfail), are taken as they arrive."""
+        if self.outcomes.remaining <= self.node.workers or self.stop_on_failure:
+            self.results.wait(CHECK_EVERY)
+        else:
+            time.sleep(POLL)
 
     def _on_result(self, msg: tuple) -> None:
         if not self.outcomes.result(msg):

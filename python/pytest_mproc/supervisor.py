@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import deque
 
-from . import _core, forkserver, messages
+from . import _core, forkserver, gc_freeze, messages
 from .fixture_host import FixtureHost
 from .replay import describe_status, stderr_tail
 from .rings import lease_entries, node_rings
@@ -32,9 +32,11 @@ from .verbose import log
 
 # How long workers may take to finish their teardown once the run is over.
 EXIT_GRACE = 30.0
-# Napping while waiting for workers, instead of sleeping on a futex (see single_host.py).
-NAP_MIN = 0.0005
-NAP_MAX = 0.01
+# How often a waiting controller looks at the fork server, hung tests, the status line and
+# Ctrl-\\ (between these it sleeps on the results ring's futex, or polls, see single_host.py).
+CHECK_EVERY = 0.01
+# How often the single-host main polls for results mid-run.
+POLL = 0.01
 
 
 class SupervisorError(Exception):
@@ -75,28 +77,26 @@ class Supervisor:
             factory.getbasetemp()  # one run root, made before fork; workers get a subdir each
         self.pending.extend(units)
         self.feed()
+        gc_freeze.after_collection()
         self.fs = forkserver.start(self.session, self.workers, self.tasks, self.results, self.store,
                                    self.rundir, uuid.uuid4().hex, control=self.control)
         log(f"fork server pid {self.fs.pid}, {self.workers} workers, {len(self.items)} tests")
 
     def wind_down(self, pump) -> None:
-        """The queue is done: workers finish their last unit and exit; `pump()` handles
-        messages meanwhile (True if it handled any), and what they sent before they exited
-        (their plugins' output, statistics). Workers still there after EXIT_GRACE are killed."""
+        """The queue is done: workers finish their last unit and exit; `pump(timeout)` handles
+        a message meanwhile, waiting up to `timeout` seconds for one (True if it handled one),
+        and what they sent before they exited (their plugins' output, statistics). Workers
+        still there after EXIT_GRACE are killed."""
         self.tasks.close()
         self.fs.shutdown()  # no replacements; the server ends once its workers have
         deadline = time.monotonic() + EXIT_GRACE
-        nap = NAP_MIN
         while self.fs.alive():
             if time.monotonic() > deadline:
                 log(f"workers did not exit within {EXIT_GRACE:g} s; killing them")
                 self.fs.kill()
                 break
-            if pump():
-                nap = NAP_MIN
-            else:
-                time.sleep(nap)
-                nap = min(nap * 2, NAP_MAX)
+            # Once every worker has been reported gone, the server is exiting: look often.
+            pump(CHECK_EVERY if self.live else CHECK_EVERY / 20)
         while pump():
             pass
 

@@ -133,8 +133,8 @@ class NodeRun:
         self.node.handle(messages.decode(data))
         return True
 
-    def _pump_or_check_bridge(self) -> bool:
-        if self._pump():
+    def _pump_or_check_bridge(self, timeout: float = 0) -> bool:
+        if self._pump(timeout):
             return True
         self._check_bridge()
         return False
