@@ -233,6 +233,7 @@ REBUILD_CHECK = """
     import os
     import pytest
     from pytest_mproc import plain_reports
+    from pytest_mproc.timeline import Timeline
 
     class Check:
         def __init__(self):
@@ -256,6 +257,13 @@ REBUILD_CHECK = """
                 for mine, theirs in zip(rebuilt, reports):
                     if type(mine) is not type(theirs) or list(mine.__dict__.items()) != list(theirs.__dict__.items()):
                         mismatches.append((item.nodeid, mine.__dict__, theirs.__dict__))
+                # The timeline's bar from the compact times is the one the reports give.
+                from_reports, from_times = Timeline(session.config), Timeline(session.config)
+                from_reports.test(item.nodeid, "", "gw0", reports)
+                from_times.passed(item.nodeid, "", "gw0", plain[1])
+                bars = [list(t.lanes.values())[0].tests for t in (from_reports, from_times)]
+                if bars[0] != bars[1]:
+                    mismatches.append((item.nodeid, "timeline", bars))
                 checked += 1
             with open(os.environ["CHECK_OUT"], "w") as f:
                 f.write(f"{checked}\\n")

@@ -142,7 +142,10 @@ class Outcomes:
             reports = [self.decode(data) for data in report_dicts]
         _log_test(self.hooks, item, reports, warning_tuples)
         if self.timeline is not None:
-            self.timeline.test(item.nodeid, rest[0] if rest else "", wid, reports)
+            if msg[0] == PASSED:
+                self.timeline.passed(item.nodeid, rest[0] if rest else "", wid, times)
+            else:
+                self.timeline.test(item.nodeid, rest[0] if rest else "", wid, reports)
         self.freezer.settled()
         return True
 

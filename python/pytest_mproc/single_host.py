@@ -143,7 +143,8 @@ class SingleHostRun:
             return
         self.node.fs.progress()
         self._check_stop()
-        self.node.feed()
+        if self.node.pending:  # units waiting for room in the tasks ring
+            self.node.feed()
 
     def _rerun(self, index: int) -> None:
         self.node.pending.appendleft([index])

@@ -102,6 +102,11 @@ class Timeline:
         self.lane(node, wid).tests.append((min(starts), max(stops), outcome_of(reports), nodeid,
                                            (phases.get("setup", 0.0), phases.get("call", 0.0), phases.get("teardown", 0.0))))
 
+    def passed(self, nodeid: str, node: str, wid: str, times: tuple) -> None:
+        """`test` for a plain passed test (plain_reports.py), from its 9 phase times
+        (duration, start, stop of setup, call, teardown) without looking at reports."""
+        self.lane(node, wid).tests.append((times[1], times[8], "passed", nodeid, (times[0], times[3], times[6])))
+
     def crash(self, nodeid: str, who: str) -> None:
         """A test whose worker (or node) died: a bar from the worker's last result to now."""
         wid, _, node = who.partition(" on node ")
