@@ -31,6 +31,7 @@ from .hang_report import SigquitFlag
 from .status_line import StatusLine
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .rings import BatchReader
+from .supervisor import CHECK_EVERY
 from .verbose import log
 from .worker_node import WORKER_DIED, NodeRun
 
@@ -188,11 +189,18 @@ class MultiHostRun:
             self._drain()
         self.submitted = True
         alone_since = time.monotonic() if not self.nodes else None
+        due = 0.0
         while self.outcomes.remaining and not (self.stopping and not self.nodes):
             with self.guard.handling():
-                data = self.reader.pop(timeout=0.1)
+                data = self.reader.try_pop()
                 if data is not None:
                     self._handle(data)
+            now = time.monotonic()
+            if data is not None and now < due:
+                continue  # while results flow, what follows runs every CHECK_EVERY, not per result
+            due = now + CHECK_EVERY
+            if data is None:
+                self.reader.wait(0.1)  # woken by the next message (the coordinator's push)
             self.status.tick()
             if self.sigquit.take():
                 self.coord.request_reports()  # each node reports its running tests' stacks
