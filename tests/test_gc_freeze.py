@@ -1,6 +1,6 @@
 """gc_freeze.py: the collected tree is frozen before the workers fork (they inherit it frozen),
-the main freezes the reports it keeps as it replays them, and the frozen objects are released
-when pytest.main() was called by other code, but left frozen when the `pytest` command ends."""
+the main freezes the reports it keeps as it replays them, and the frozen objects stay frozen
+when the session ends, until the next session in the same process starts."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_collected_tree_and_replayed_reports_are_frozen(pytester, suite):
     assert counts["worker"] > TESTS, counts
     # The main froze again as it replayed (at least EVERY tests' three reports each).
     assert counts["main_sessionfinish"] >= counts["worker"] + 3 * 1024, counts
-    # The `pytest` command ends with the session: nothing was unfrozen for the shutdown.
+    # Nothing was unfrozen for the shutdown.
     # (objects freed since by their reference count leave the frozen set: not equal, but near)
     assert counts["main_exit"] > counts["worker"], counts
 
@@ -83,22 +83,33 @@ def test_switched_off(pytester, suite, monkeypatch):
     assert _counts(suite) == {"worker": 0, "main_sessionfinish": 0, "main_exit": 0}
 
 
-def test_released_after_pytest_main_called_by_code(pytester, suite):
-    script = pytester.path / "run_twice.py"
+def test_next_session_in_the_process_releases_the_previous_one(pytester, suite):
+    (pytester.path / "conftest.py").write_text(textwrap.dedent(CONFTEST) + textwrap.dedent("""
+        def pytest_sessionstart(session):
+            with open(os.path.join(os.environ["FREEZE_OUT"], "..", "starts.txt"), "a") as f:
+                f.write(f"{gc.get_freeze_count()}\\n")
+    """))
+    script = pytester.path / "run_three.py"
     script.write_text(textwrap.dedent("""
         import gc, json, sys
         import pytest
-        codes, frozen = [], []
-        for _ in range(2):
-            codes.append(int(pytest.main(["-p", "no:cacheprovider", "-q", "--cores", "2", "test_many.py"])))
-            frozen.append(gc.get_freeze_count())
-        print("RESULT " + json.dumps([codes, frozen]))
+        from pytest_mproc import direct_hooks, timeline
+        codes, at_end, leftovers = [], [], []
+        for args in (["--cores", "2"], ["--cores", "2"], []):
+            codes.append(int(pytest.main(["-p", "no:cacheprovider", "-q", *args, "test_many.py"])))
+            at_end.append(gc.get_freeze_count())
+            leftovers.append([len(direct_hooks._MADE_DIRECT), timeline.current() is not None])
+        print("RESULT " + json.dumps([codes, at_end, leftovers]))
     """))
     proc = subprocess.run([sys.executable, str(script)], cwd=pytester.path, capture_output=True, text=True,
                           timeout=300)
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
-    codes, frozen = json.loads(line[len("RESULT "):])
-    assert codes == [0, 0]
-    # Frozen during each session (the worker saw it), released when pytest.main returned.
-    assert frozen == [0, 0]
-    assert _counts(suite)["worker"] > TESTS
+    codes, at_end, leftovers = json.loads(line[len("RESULT "):])
+    starts = [int(n) for n in (pytester.path / "starts.txt").read_text().split()]
+    assert codes == [0, 0, 0]
+    # Left frozen when pytest.main() returns (a process that exits next does not walk them)...
+    assert at_end[0] > TESTS and at_end[1] > TESTS, at_end
+    # ...and released when the next session starts; a session without --cores freezes nothing.
+    assert starts[1:] == [0, 0] and at_end[2] == 0, (starts, at_end)
+    # Nothing module-level of ours keeps a finished session alive.
+    assert leftovers == [[0, False]] * 3, leftovers

@@ -141,6 +141,15 @@ def make_direct(pm, name: str):
     return hook
 
 
+def restore(pm) -> None:
+    """The session is over: `pm`'s hook callers made direct are plain HookCallers again, and
+    this module keeps no reference to them (nor, through them, to the session)."""
+    for key, (hook, _names) in list(_MADE_DIRECT.items()):
+        if hook.pm is pm:
+            hook.caller.__class__ = pluggy.HookCaller
+            del _MADE_DIRECT[key]
+
+
 class ReplayHooks:
     """The three hooks a replayed test fires, for each test file's directory (whose `ihook`
     leaves out the conftests of other directories, as pytest's own calls do)."""

@@ -14,22 +14,24 @@ live until the session ends, so looking at them again finds nothing to free.
   objects' pages either);
 - `Freezer.settled()`: the main freezes again every `EVERY` replayed tests, so only the reports
   of the last few hundred tests are ever traversed;
-- `release()` (pytest_unconfigure): when pytest.main() was called by other code (pytester,
-  an IDE, a script), everything goes back to the oldest generation, so a process that runs
-  pytest again frees what it no longer uses. When pytest runs as the `pytest` command
-  (`pytest.console_main`) the process ends with the session: objects stay frozen, and the
-  interpreter's shutdown does not traverse them (packaging's suite: exit after the summary
-  0.1 s, against 1.7 s never frozen and 5.5 s unfrozen).
+- `release_previous()` (pytest_configure): frozen objects stay frozen when the session ends
+  (whether pytest runs as the `pytest` command or pytest.main() is called by other code) and
+  are handed back to the collector when the next session in the same process starts. The
+  interpreter's shutdown does not traverse frozen objects: exit after the summary 0.1 s on
+  packaging's suite, against 1.7 s never frozen and 5.5 s unfrozen at the end of the session
+  (a full collection right after unfreezing did not help: CPython's shutdown collections walk
+  the unfrozen objects much more slowly than never-frozen ones).
 
 The cost: cyclic garbage made between two freezes (at most a young generation's worth, ~700
-objects) lives until `release()`. PTMPROC_NO_GC_FREEZE=1 turns all of this off.
+objects) lives until the next session or the exit, and so does a finished session's collected
+tree and reports when a process goes on after pytest.main() returns (one session's worth, not
+more: the next session releases and collects it). PTMPROC_NO_GC_FREEZE=1 turns all of this off.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import sys
 
 EVERY = 1024
 
@@ -67,25 +69,11 @@ class Freezer:
             _freeze()
 
 
-def release() -> None:
-    """The session is over: frozen objects are collectable again (only if we froze any),
-    unless the process ends with it."""
+def release_previous() -> None:
+    """A new session starts: what an earlier session in this process froze is collectable again,
+    and is collected now (else this session's first freeze would keep the earlier garbage)."""
     global _frozen
-    if _frozen and not _process_ends_with_session():
+    if _frozen:
         _frozen = False
         gc.unfreeze()
-
-
-def _process_ends_with_session() -> bool:
-    """True when pytest's command-line entry point runs this session: it exits afterwards."""
-    import _pytest.config
-
-    # pytest 9 runs the command through _console_main, pytest 8 in console_main itself.
-    entry = {f.__code__ for f in (getattr(_pytest.config, name, None) for name in ("console_main", "_console_main"))
-             if f is not None}
-    frame = sys._getframe()
-    while frame is not None:
-        if frame.f_code in entry:
-            return True
-        frame = frame.f_back
-    return False
+        gc.collect()

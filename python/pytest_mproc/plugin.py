@@ -52,6 +52,9 @@ def _register_markers(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    from . import gc_freeze
+
+    gc_freeze.release_previous()  # an earlier session in this process may have frozen its objects
     _register_markers(config)
     try:
         disabled = options.parse_bool(config.getoption("mproc_disabled"), "--disable-mproc")

@@ -113,9 +113,13 @@ class MprocSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config):
-        from . import gc_freeze
+        """Nothing module-level of ours keeps this session alive once it is over (a process
+        that calls pytest.main() again must be able to free it)."""
+        from . import direct_hooks
 
-        gc_freeze.release()
+        direct_hooks.restore(config.pluginmanager)
+        if self.timeline is not None:
+            self.timeline.uninstall()
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.timeline is not None:

@@ -72,6 +72,16 @@ class Timeline:
         FixtureHost.on_set_up = self.fixture
         self.config.pluginmanager.register(self, "mproc-timeline")
 
+    def uninstall(self) -> None:
+        """The session is over: nothing of ours keeps it (and its collected tree) alive."""
+        global _current
+        from .fixture_host import FixtureHost
+
+        if _current is self:
+            _current = None
+        if FixtureHost.on_set_up == self.fixture:
+            FixtureHost.on_set_up = None
+
     def begin(self) -> None:
         """The run starts (after collection): the timeline's zero."""
         self.t0 = time.time()
