@@ -113,3 +113,23 @@ def test_next_session_in_the_process_releases_the_previous_one(pytester, suite):
     assert starts[1:] == [0, 0] and at_end[2] == 0, (starts, at_end)
     # Nothing module-level of ours keeps a finished session alive.
     assert leftovers == [[0, False]] * 3, leftovers
+
+
+def test_nested_session_in_a_worker_keeps_the_inherited_tree_frozen(pytester, suite):
+    pytester.makepyfile(test_nested="""
+        import gc, os, pytest
+
+        def test_nested(tmp_path):
+            (tmp_path / "test_inner.py").write_text("def test_inner(): pass\\n")
+            before = gc.get_freeze_count()
+            assert pytest.main(["-q", "-p", "no:cacheprovider", str(tmp_path / "test_inner.py")]) == 0
+            for key, value in (("nested_before", before), ("nested_after", gc.get_freeze_count())):
+                with open(os.path.join(os.environ["FREEZE_OUT"], f"{key}.0"), "w") as f:
+                    f.write(str(value))
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--cores", "2")
+    result.assert_outcomes(passed=TESTS + 1)
+    counts = _counts(suite)
+    # The main's tree, inherited frozen, is still frozen after the nested session in the worker.
+    assert counts["nested_after"] > TESTS, counts
+    assert counts["nested_after"] >= counts["nested_before"] * 0.9, counts

@@ -54,6 +54,14 @@ def after_collection() -> None:
     _freeze()
 
 
+def in_worker() -> None:
+    """In a worker, forked after `after_collection`: the inherited tree stays frozen for the
+    worker's whole life, even if a test starts a nested pytest session in this process (its
+    `release_previous` would otherwise unfreeze, and collect, the main's objects here)."""
+    global _frozen
+    _frozen = False
+
+
 class Freezer:
     """Counts replayed tests; every EVERY of them, freezes what the replay kept."""
 

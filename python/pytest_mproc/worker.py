@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from . import _core, fixtures, live_log, messages, plain_reports, serial_state, xdist_protocol
+from . import _core, fixtures, gc_freeze, live_log, messages, plain_reports, serial_state, xdist_protocol
 from .hang_report import DUMP_SIGNAL
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
@@ -143,6 +143,7 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
     maxfail = config.option.maxfail
     _isolate_process(config, wid, rundir, fork_server_pid, (tasks, results, control, store))
     fixtures.use_store(store)
+    gc_freeze.in_worker()
     give_worker_its_own_basetemp(config, wid)
     xdist_protocol.become_worker(config, workerinput, _plugin_output_file(config, rundir, wid))
     collector = _Collector()
