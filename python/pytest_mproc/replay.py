@@ -124,7 +124,8 @@ class Outcomes:
         """Replays a test's reports (a messages.RESULT: kind, worker, index, reports, warnings,
         location[, node]; or a messages.PASSED: kind, worker, index, location, keywords, times
         [, node]); False if the test already had a result."""
-        if msg[0] == PASSED:
+        plain = msg[0] == PASSED
+        if plain:
             _, wid, index, location, keywords, times, *rest = msg
         else:
             _, wid, index, report_dicts, warning_tuples, location, *rest = msg
@@ -134,7 +135,7 @@ class Outcomes:
         if "location" not in item.__dict__:
             # The worker computed it already (it is a cached property, costly to recompute).
             item.__dict__["location"] = location
-        if msg[0] == PASSED:
+        if plain:
             self.plain += 1
             reports = plain_reports.build(item, location, keywords, times)
             warning_tuples = ()
@@ -142,10 +143,11 @@ class Outcomes:
             reports = [self.decode(data) for data in report_dicts]
         _log_test(self.hooks, item, reports, warning_tuples)
         if self.timeline is not None:
-            if msg[0] == PASSED:
-                self.timeline.passed(item.nodeid, rest[0] if rest else "", wid, times)
+            node = rest[0] if rest else ""
+            if plain:
+                self.timeline.passed(item.nodeid, node, wid, times)
             else:
-                self.timeline.test(item.nodeid, rest[0] if rest else "", wid, reports)
+                self.timeline.test(item.nodeid, node, wid, reports)
         self.freezer.settled()
         return True
 

@@ -35,29 +35,29 @@ class BatchReader:
         self.batch = batch
         self.backlog: deque = deque()
 
+    def _fill(self) -> bool:
+        """Takes a batch off the ring if nothing waits here; True if something waits now."""
+        if not self.backlog:
+            self.backlog.extend(self.ring.try_pop_batch(self.batch))
+        return bool(self.backlog)
+
     def try_pop(self):
         """The next item, or None if there is none now (RingClosed: closed and drained)."""
-        if not self.backlog:
-            items = self.ring.try_pop_batch(self.batch)
-            if not items:
-                return None
-            self.backlog.extend(items)
-        return self.backlog.popleft()
-
-    def pop(self, timeout: float):
-        """The next item, waiting up to `timeout` seconds for one (None after)."""
-        item = self.try_pop()
-        return item if item is not None else self.ring.pop(timeout=timeout)
+        return self.backlog.popleft() if self._fill() else None
 
     def wait(self, timeout: float) -> bool:
         """Sleeps on the ring's futex until an item is there (it then waits in the backlog for
         `try_pop`), at most `timeout` seconds; False if none came. A worker pays a wake-up
         system call for a result only while the reader sleeps here (wakeup.rs): a reader busy
         replaying costs its writers nothing, an idle one gets each result at once."""
-        if self.backlog:
+        if self._fill():
             return True
         item = self.ring.pop(timeout=timeout)
         if item is None:
             return False
         self.backlog.append(item)
         return True
+
+    def pop(self, timeout: float):
+        """The next item, waiting up to `timeout` seconds for one (None after)."""
+        return self.try_pop() if self.wait(timeout) else None
