@@ -284,3 +284,50 @@ def test_rebuilt_reports_equal_pytests_own(tmp_path):
     checked, *mismatches = (tmp_path / "check.txt").read_text().splitlines()
     assert mismatches == []
     assert int(checked) == PLAIN
+
+
+# A conftest the main's pytest_report_teststatus reuse must not get in the way of.
+STATUS_PLUGINS = {
+    # Its own status for plain passed tests: pytest_report_teststatus goes through pluggy.
+    "custom_status": """
+        def pytest_report_teststatus(report):
+            if report.when == "call" and report.passed and "test_param" in report.nodeid:
+                return "passed", "p", "PARAM-PASSED"
+    """,
+    # Changes a plain report in the main before the terminal reporter asks for its status.
+    "mutating_logreport": """
+        import os
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_logreport(report):
+            if not os.environ.get("PTMPROC_WORKER") and report.when == "call" and report.nodeid.endswith("test_pass"):
+                report.outcome = "failed"
+                report.longrepr = "failed by a plugin"
+    """,
+}
+
+
+def test_plain_tests_reuse_pytests_own_status(tmp_path):
+    """Plain passed tests get the status pytest's own pytest_report_teststatus gave the first
+    plain report of the same phase; the output stays the serial run's."""
+    serial, fast, full = _runs(tmp_path, ("-q", "-rA"))
+    assert fast["stats"]["teststatus_reused"] == 3 * (PLAIN - 1)
+    assert full["stats"]["teststatus_reused"] == 0
+    assert _parallel_part(fast["out"]) == _parallel_part(serial["out"]) == _parallel_part(full["out"])
+
+
+@pytest.mark.parametrize("plugin", sorted(STATUS_PLUGINS))
+def test_no_status_reuse_past_a_third_party_plugin(tmp_path, plugin):
+    for name in ("serial", "fast"):
+        (tmp_path / name).mkdir()
+        _suite(tmp_path / name)
+        (tmp_path / name / "conftest.py").write_text(textwrap.dedent(STATUS_PLUGINS[plugin]))
+    serial = _pytest(tmp_path / "serial", "-q", "-rA")
+    fast = _pytest(tmp_path / "fast", "-q", "-rA", "--cores", "1")
+    assert fast["stats"]["plain_results"] > 0
+    assert fast["stats"]["teststatus_reused"] == 0
+    assert _parallel_part(fast["out"]) == _parallel_part(serial["out"])
+    assert fast["junit"] == serial["junit"]
+    mark = "pppppppppp" if plugin == "custom_status" else "failed by a plugin"
+    assert mark in fast["out"]

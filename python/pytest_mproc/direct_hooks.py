@@ -10,6 +10,11 @@ third-party plugin or a conftest implements the hook, a wrapper is registered, o
 traces calls (`--debug`, pytester's hook recorder), the hook goes through pluggy as usual. The
 implementations are compared with the hook's current ones on every call, so a plugin
 registered in the middle of a run is dispatched to at once.
+
+A direct call is one generated function per plan (`_compile`). pytest_report_teststatus can
+also give a result again (`DirectHook.known`/`memo`): while a plain passed test's reports are
+replayed (replay._log_test says which), its answer for a phase is the one pytest's own
+implementations gave the first plain report of that phase in the same plan.
 """
 
 from __future__ import annotations
@@ -34,13 +39,36 @@ def _module(plugin) -> str:
     return plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
 
 
+def _compile(calls: list, argnames: tuple, firstresult: bool):
+    """One function that makes `calls` ([(function, argument positions)], as `_plan` gives
+    them) in order, taking the hook's arguments by position or by name: the direct call costs
+    one Python call instead of a loop that unpacks arguments per implementation. The source is
+    built from the hook spec's argument names (identifiers, checked) and numbered references to
+    the functions, nothing else."""
+    if not all(name.isidentifier() for name in argnames):
+        return None
+    lines = [f"def direct({', '.join(argnames)}):"]
+    scope: dict = {}
+    for i, (function, positions) in enumerate(calls):
+        scope[f"f{i}"] = function
+        names = argnames if positions is None else [argnames[p] for p in positions]
+        call = f"f{i}({', '.join(names)})"
+        if firstresult:
+            lines += [f"    r = {call}", "    if r is not None:", "        return r"]
+        else:
+            lines.append(f"    {call}")
+    lines.append("    return None")
+    exec("\n".join(lines), scope)  # noqa: S102 - see the docstring: names and f<i> only
+    return scope["direct"]
+
+
 class DirectHook:
     """One hook of one hook relay (`config.hook`, or a directory's `ihook` that leaves out
     conftests of other directories). Called with the hook's arguments by position, in
     `argnames` order."""
 
     __slots__ = ("caller", "base", "pm", "argnames", "dispatch", "firstresult", "snapshot", "tracer", "calls",
-                 "direct", "dispatched")
+                 "direct", "dispatched", "fast", "known", "memo", "reused")
 
     def __init__(self, pm, caller, argnames: tuple, dispatch=None) -> None:
         self.pm = pm
@@ -55,8 +83,15 @@ class DirectHook:
         self.snapshot = None
         self.tracer = None
         self.calls = None
+        # The plan compiled (_compile), or None: dispatch through pluggy.
+        self.fast = None
         # How many calls went which way (the run's statistics, tests).
         self.direct = self.dispatched = 0
+        # Results that can be reused (`known_while`): {id(first argument): key} for the
+        # arguments being replayed now, and {key: result} for the current plan.
+        self.known = None
+        self.memo: dict = {}
+        self.reused = 0
 
     def _plan(self):
         """[(function, argument positions: None for all in order, () for none)] in call order,
@@ -79,31 +114,30 @@ class DirectHook:
             impls = self.base._hookimpls
             self.tracer = self.pm._inner_hookexec
         except AttributeError:  # a pluggy without these internals: always dispatch
-            self.snapshot, self.calls = None, None
+            self.snapshot, self.calls, self.fast = None, None, None
             return
         self.snapshot = list(impls)
+        self.memo = {}
         self.calls = self._plan()
+        self.fast = None if self.calls is None else _compile(self.calls, self.argnames, self.firstresult)
+
+    def current(self):
+        """The compiled direct call for the hook's implementations as they are now, or None
+        (dispatch through pluggy). Checked on every call: a plugin registered in the middle of
+        a run, or a tracer installed, is seen at once."""
+        if self.snapshot is None or self.base._hookimpls != self.snapshot or self.pm._inner_hookexec is not self.tracer:
+            self._replan()
+        return self.fast
 
     def __call__(self, *args):
         """The first result for a firstresult hook; otherwise None (the replay ignores results)."""
-        if self.snapshot is None or self.base._hookimpls != self.snapshot or self.pm._inner_hookexec is not self.tracer:
-            self._replan()
-        calls = self.calls
-        if calls is None:
+        fast = self.current()
+        if fast is None:
             self.dispatched += 1
             res = self.dispatch(**dict(zip(self.argnames, args)))
             return res if self.firstresult else None
         self.direct += 1
-        for function, positions in calls:
-            if positions is None:
-                res = function(*args)
-            elif positions:
-                res = function(*[args[i] for i in positions])
-            else:
-                res = function()
-            if res is not None and self.firstresult:
-                return res
-        return None
+        return fast(*args)
 
 
 class _DirectCaller(pluggy.HookCaller):
@@ -113,9 +147,24 @@ class _DirectCaller(pluggy.HookCaller):
 
     def __call__(self, **kwargs):
         hook, names = _MADE_DIRECT[id(self)]
-        if kwargs.keys() != names:
-            return pluggy.HookCaller.__call__(self, **kwargs)  # pluggy's own handling of odd calls
-        return hook(*[kwargs[name] for name in hook.argnames])
+        fast = hook.current() if kwargs.keys() == names else None
+        if fast is None:  # pluggy's dispatch, and its own handling of odd calls
+            hook.dispatched += 1
+            return pluggy.HookCaller.__call__(self, **kwargs)
+        hook.direct += 1
+        known = hook.known
+        if known is not None:
+            key = known.get(id(kwargs[hook.argnames[0]]))
+            if key is not None:
+                res = hook.memo.get(key)
+                if res is None:
+                    res = fast(**kwargs)
+                    if type(res) is tuple:
+                        hook.memo[key] = res
+                else:
+                    hook.reused += 1
+                return res
+        return fast(**kwargs)
 
 
 _MADE_DIRECT: dict = {}

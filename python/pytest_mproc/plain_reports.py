@@ -26,6 +26,9 @@ _KEYS = frozenset(_TEMPLATE)
 _ID_KEY = "_id" if "_id" in _TEMPLATE else "nodeid"
 _REQUIRED = {_ID_KEY, "location", "keywords", "outcome", "longrepr", "when", "user_properties", "sections",
              "duration", "start", "stop"}
+# The template of each phase's report.
+_PHASES = tuple(dict(_TEMPLATE, when=when) for when in _WHENS)
+_new = TestReport.__new__
 # A pytest whose reports carry something else is not sent in the compact form.
 SUPPORTED = _KEYS == _REQUIRED
 
@@ -64,16 +67,19 @@ def build(item, location: tuple, keywords: tuple, times: tuple) -> list:
     # pytest 9 hands reports the item's own NodeId; pytest 8 its node id string.
     node_id = item.nodeid if _ID_KEY == "nodeid" else getattr(item, "_id", None) or _coerce(item.nodeid)
     reports = []
-    for i, when in enumerate(_WHENS):
-        d = _TEMPLATE.copy()  # outcome "passed", longrepr None, in the constructor's key order
+    i = 0
+    for template in _PHASES:
+        d = template.copy()  # outcome "passed", longrepr None, the phase, in the constructor's key order
         d[_ID_KEY] = node_id
         d["location"] = location
         d["keywords"] = dict.fromkeys(keywords, 1)
-        d["when"] = when
         d["user_properties"] = []
         d["sections"] = []
-        d["duration"], d["start"], d["stop"] = times[3 * i:3 * i + 3]
-        rep = TestReport.__new__(TestReport)
+        d["duration"] = times[i]
+        d["start"] = times[i + 1]
+        d["stop"] = times[i + 2]
+        i += 3
+        rep = _new(TestReport)
         rep.__dict__ = d
         reports.append(rep)
     return reports

@@ -49,18 +49,33 @@ def report_decoder(config):
     return decode_any
 
 
-def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bool = True) -> None:
+def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False) -> None:
     """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish
-    (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either)."""
+    (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either).
+
+    `plain`: the reports are a plain passed test's (plain_reports.py). The terminal reporter
+    then gets, for each phase, the status pytest's own pytest_report_teststatus gave the first
+    plain report of that phase (they read only the phase and the outcome), as long as only
+    pytest's and our implementations see the reports before it asks (a third-party
+    pytest_runtest_logreport could change them) and answer it (DirectHook's plan)."""
     logstart, logreport, logfinish = hooks.of(item)
     nodeid, location = item.nodeid, item.location
-    logstart(nodeid, location)
-    for rep in reports:
-        logreport(rep)
-    for w in warning_tuples:
-        _replay_warning(item.config, w)
-    if finished:
-        logfinish(nodeid, location)
+    status = hooks.teststatus if plain else None
+    if status is not None and logreport.current() is not None:
+        status.known = {id(rep): rep.when for rep in reports}
+    else:
+        status = None
+    try:
+        logstart(nodeid, location)
+        for rep in reports:
+            logreport(rep)
+        for w in warning_tuples:
+            _replay_warning(item.config, w)
+        if finished:
+            logfinish(nodeid, location)
+    finally:
+        if status is not None:
+            status.known = None
 
 
 @dataclass
@@ -141,7 +156,7 @@ class Outcomes:
             warning_tuples = ()
         else:
             reports = [self.decode(data) for data in report_dicts]
-        _log_test(self.hooks, item, reports, warning_tuples)
+        _log_test(self.hooks, item, reports, warning_tuples, plain=plain)
         if self.timeline is not None:
             node = rest[0] if rest else ""
             if plain:

@@ -176,6 +176,7 @@ class SingleHostRun:
             "worker_pss_kb": [w[2] for w in self.node.worker_stats],
             "plain_results": self.outcomes.plain,
             "replay_hooks": self.outcomes.hooks.counts(),
+            "teststatus_reused": self.outcomes.hooks.teststatus.reused if self.outcomes.hooks.teststatus else 0,
         }
         with open(path, "w") as f:
             json.dump(stats, f)
