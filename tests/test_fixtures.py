@@ -253,3 +253,37 @@ def test_mp_tmpdir_and_tmp_path_unique_under_parallel_use(run, pytester):
     roots = {os.path.dirname(os.path.dirname(d)) for d in dirs}
     assert len(roots) == 1
     assert {os.path.basename(os.path.dirname(d)) for d in dirs} <= {"gw0", "gw1", "gw2", "gw3"}
+
+
+@pytest.mark.parametrize("policy", ["failed", "all"])
+def test_tmp_path_retention_policy_keeps_what_a_serial_run_keeps(pytester, policy):
+    """Under tmp_path_retention_policy=failed a failed test's tmp_path survives the run, as it
+    does serially (a worker's own session always ends "passed": it must not remove its
+    basetemp at its end)."""
+    import os
+    import subprocess
+    import sys
+
+    pytester.makeini(f"[pytest]\ntmp_path_retention_policy = {policy}\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_write(tmp_path, n):
+            (tmp_path / "mark").write_text(str(n))
+            assert n % 2 == 0
+        """
+    )
+    kept = {}
+    for mode, extra in (("serial", []), ("cores", ["--cores", "2"])):
+        root = pytester.path / f"root-{mode}"
+        root.mkdir()
+        # No --basetemp (pytester would pass one): pytest's own numbered run directories.
+        env = dict(os.environ, PYTEST_DEBUG_TEMPROOT=str(root))
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *extra],
+                              cwd=pytester.path, env=env, capture_output=True, text=True, timeout=120)
+        assert "3 failed, 3 passed" in proc.stdout, proc.stdout + proc.stderr
+        kept[mode] = sorted(p.read_text() for p in root.rglob("mark"))
+    assert kept["serial"] == (["1", "3", "5"] if policy == "failed" else [str(n) for n in range(6)])
+    assert kept["cores"] == kept["serial"]

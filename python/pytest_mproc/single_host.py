@@ -43,7 +43,7 @@ class SingleHostRun:
     def execute(self) -> RunOutcome:
         node = self.node
         node.start(self.units)
-        t0, w0 = time.process_time(), time.monotonic()
+        t0, w0, f0 = time.process_time(), time.monotonic(), _minor_faults()
         self.sigquit.install()
         self.guard.install()
         try:
@@ -51,6 +51,7 @@ class SingleHostRun:
                 self._setup_fixtures()
                 self._loop()
                 cpu, wall = time.process_time() - t0, time.monotonic() - w0
+                self.loop_faults = _minor_faults() - f0
                 log(f"main loop cpu {cpu:.2f}s wall {wall:.2f}s")
                 node.wind_down(self._pump)
             except SupervisorError as e:
@@ -171,6 +172,7 @@ class SingleHostRun:
             "main_loop_cpu_s": cpu,
             "main_loop_wall_s": wall,
             "main_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "main_loop_minor_faults": getattr(self, "loop_faults", None),
             "worker_cpu_s": [w[0] for w in self.node.worker_stats],
             "worker_max_rss_kb": [w[1] for w in self.node.worker_stats],
             "worker_pss_kb": [w[2] for w in self.node.worker_stats],
@@ -181,3 +183,9 @@ class SingleHostRun:
         with open(path, "w") as f:
             json.dump(stats, f)
 
+
+def _minor_faults() -> int:
+    """The main's page faults so far (for PTMPROC_STATS_FILE)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

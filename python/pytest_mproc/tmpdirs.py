@@ -8,6 +8,7 @@ out directories unique across workers, and no worker ever cleans up another's di
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -56,3 +57,11 @@ def give_worker_its_own_basetemp(config, wid: str) -> None:
     mine = factory._basetemp / wid
     mine.mkdir(mode=0o700, exist_ok=True)
     factory._basetemp = mine
+    # What pytest does with basetemp when a session ends is the main's, with the run's outcome:
+    # removing it when the run passed under tmp_path_retention_policy=failed (a worker's own
+    # session always ends "passed": it would delete its failed tests' directories), and, from
+    # pytest 9, pruning old numbered runs (inherited at fork as the factory's exit stack; each
+    # worker ran it again, ~3 ms at the end of every run, racing the main's).
+    factory._given_basetemp = mine
+    if hasattr(factory, "_exit_stack"):
+        factory._exit_stack = contextlib.ExitStack()
