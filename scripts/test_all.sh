@@ -14,5 +14,5 @@ venv=${PYTEST8_VENV:-/tmp/pytest-mproc-pytest8}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "pytest>=8,<9" "maturin>=1.5,<2"
 "$venv/bin/pip" install -q --disable-pip-version-check -e .
-"$venv/bin/python" -m pytest tests/test_parity.py tests/test_crashes.py tests/test_options.py tests/test_process_parity.py tests/test_gc_freeze.py -q -p no:cacheprovider --cores auto
+"$venv/bin/python" -m pytest tests/test_parity.py tests/test_crashes.py tests/test_options.py tests/test_process_parity.py tests/test_gc_freeze.py tests/test_wind_down.py -q -p no:cacheprovider --cores auto
 "$venv/bin/python" -m pytest tests/test_multihost.py -q -p no:cacheprovider -k "two_nodes or killed or fixture" --cores auto

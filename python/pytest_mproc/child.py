@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
+import time
 from typing import Callable
 
 
@@ -26,6 +28,24 @@ class Child:
         if self.exit_status is None:
             _, self.exit_status = os.waitpid(self.pid, 0)
         return self.exit_status
+
+    def reap(self, timeout: float, group: bool = False) -> int:
+        """Waits up to `timeout` seconds for the exit, then kills (see `kill`); the exit status."""
+        if self.exit_status is None:
+            try:
+                fd = os.pidfd_open(self.pid)
+            except OSError:  # no pidfd here: look every 5 ms
+                deadline = time.monotonic() + timeout
+                while self.alive() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            else:
+                try:
+                    select.select([fd], [], [], timeout)
+                finally:
+                    os.close(fd)
+            if self.alive():
+                self.kill(group=group)
+        return self.wait()
 
     def kill(self, group: bool = False) -> None:
         """SIGKILL (its whole process group with `group`) and reap."""

@@ -16,6 +16,11 @@ from .child import Child, fork
 from .verbose import log
 
 
+def first_wids(workers: int) -> list[str]:
+    """The ids of the workers the server forks at once."""
+    return [f"gw{i}" for i in range(workers)]
+
+
 class ForkServer(Child):
     """The main's handle on the fork server process."""
 
@@ -23,6 +28,8 @@ class ForkServer(Child):
         super().__init__(pid)
         self._cmd = cmd_fd
         self._next_wid = workers
+        # Every worker this server was asked for (the first ones and replacements).
+        self.wids = first_wids(workers)
         # Workers that die outside any test, again and again, with no progress in between (a
         # plugin or conftest that breaks in a forked process): give up rather than fork
         # replacements forever.
@@ -33,6 +40,7 @@ class ForkServer(Child):
         """Forks a replacement worker under a fresh id; returns the id."""
         wid = f"gw{self._next_wid}"
         self._next_wid += 1
+        self.wids.append(wid)
         os.write(self._cmd, f"S {wid}\n".encode())
         return wid
 
@@ -127,8 +135,8 @@ def _serve(session, workers, cmd_fd, tasks, results, store, rundir, testrunuid, 
         children[os.pidfd_open(pid)] = (wid, pid)
         log(f"forked worker {wid} as pid {pid}")
 
-    for i in range(workers):
-        spawn(f"gw{i}")
+    for wid in first_wids(workers):
+        spawn(wid)
     buf = b""
     open_cmd = True
     while children or open_cmd:

@@ -90,6 +90,8 @@ class RunOutcome:
     interrupt_repr: object = None
     # Tests that were running when the run was interrupted (cut off, no result).
     cut_off: list = field(default_factory=list)
+    # Called once the session is over (after the summary): reaping processes still exiting.
+    at_end: list = field(default_factory=list)
 
 
 class Outcomes:

@@ -117,6 +117,9 @@ class MprocSession:
         that calls pytest.main() again must be able to free it)."""
         from . import direct_hooks
 
+        for call in self.outcome.at_end:
+            call()
+        self.outcome.at_end.clear()
         direct_hooks.restore(config.pluginmanager)
         if self.timeline is not None:
             self.timeline.uninstall()

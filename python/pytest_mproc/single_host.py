@@ -54,6 +54,8 @@ class SingleHostRun:
                 self.loop_faults = _minor_faults() - f0
                 log(f"main loop cpu {cpu:.2f}s wall {wall:.2f}s")
                 node.wind_down(self._pump)
+                # The workers and the fork server finish exiting while the summary is written.
+                self.outcome.at_end.append(node.reap)
             except SupervisorError as e:
                 raise self.session.Interrupted(
                     f"pytest-mproc: {e}; {self.outcomes.remaining} tests have no result") from None

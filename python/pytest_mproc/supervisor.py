@@ -65,6 +65,9 @@ class Supervisor:
         self.pending: deque[list[int]] = deque()
         self._needs: dict[tuple, list[str]] = {}
         self.live: dict[str, int] = {}
+        # Workers that said they are done (FINISHED) or were reported dead (DIED).
+        self.finished: set[str] = set()
+        self.dead: set[str] = set()
         self.worker_stats: list = []
         self.fs: forkserver.ForkServer | None = None
 
@@ -85,12 +88,15 @@ class Supervisor:
     def wind_down(self, pump) -> None:
         """The queue is done: workers finish their last unit and exit; `pump(timeout)` handles
         a message meanwhile, waiting up to `timeout` seconds for one (True if it handled one),
-        and what they sent before they exited (their plugins' output, statistics). Workers
-        still there after EXIT_GRACE are killed."""
+        and what they sent before they exited (their plugins' output, statistics). Returns once
+        every worker the fork server was asked for has said it is done (FINISHED, its last
+        message) or is gone: their exits and the server's own (tearing down a copy of the
+        main's memory) go on meanwhile, and `reap()` collects them later. Workers still there
+        after EXIT_GRACE are killed."""
         self.tasks.close()
         self.fs.shutdown()  # no replacements; the server ends once its workers have
         deadline = time.monotonic() + EXIT_GRACE
-        while self.fs.alive():
+        while self.fs.alive() and not self.all_done():
             if time.monotonic() > deadline:
                 log(f"workers did not exit within {EXIT_GRACE:g} s; killing them")
                 self.fs.kill()
@@ -99,6 +105,16 @@ class Supervisor:
             pump(CHECK_EVERY if self.live else CHECK_EVERY / 20)
         while pump():
             pass
+
+    def all_done(self) -> bool:
+        """Every worker the fork server was asked for said FINISHED or was reported dead."""
+        return all(wid in self.finished or wid in self.dead for wid in self.fs.wids)
+
+    def reap(self) -> None:
+        """Waits for the fork server (which waits for its workers) after `wind_down`; kills it
+        and its workers after EXIT_GRACE."""
+        if self.fs is not None:
+            self.fs.reap(EXIT_GRACE, group=True)
 
     def kill(self) -> None:
         """Ctrl-C or a fatal error: no new test starts, every worker ends now."""
@@ -159,6 +175,7 @@ class Supervisor:
         elif kind == messages.DIED:
             self.worker_died(msg[1], msg[2], msg[3])
         elif kind == messages.FINISHED:
+            self.finished.add(msg[1])
             self.worker_stats.append(msg[2:])
         elif kind == messages.INTERNAL:
             raise SupervisorError(f"internal error in worker {msg[1]}:\n{msg[2]}")
@@ -171,6 +188,7 @@ class Supervisor:
 
     def worker_died(self, wid: str, pid: int, status: int) -> None:
         self.live.pop(wid, None)
+        self.dead.add(wid)
         items, leases, _, _ = self.tasks.heal(pid)
         self.results.heal(pid)
         if self.control is not self.results:

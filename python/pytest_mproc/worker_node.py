@@ -160,5 +160,6 @@ class NodeRun:
         # that case the workers are killed at once rather than let finish their tests.
         node.wind_down(self._pump_or_check_bridge)
         node.results.close()  # the bridge sends what is left and says goodbye
+        node.reap()
         self.bridge.wait()
         self._check_bridge()
