@@ -68,11 +68,12 @@ def build(item, location: tuple, keywords: tuple, times: tuple) -> list:
     node_id = item.nodeid if _ID_KEY == "nodeid" else getattr(item, "_id", None) or _coerce(item.nodeid)
     reports = []
     i = 0
+    keyword_dict = dict.fromkeys(keywords, 1)
     for template in _PHASES:
         d = template.copy()  # outcome "passed", longrepr None, the phase, in the constructor's key order
         d[_ID_KEY] = node_id
         d["location"] = location
-        d["keywords"] = dict.fromkeys(keywords, 1)
+        d["keywords"] = keyword_dict.copy()  # each report its own, as pytest's
         d["user_properties"] = []
         d["sections"] = []
         d["duration"] = times[i]
