@@ -45,6 +45,9 @@ SUITE = {
             def test_method_fail(self): raise ValueError("in class")
     """,
     "test_other": """
+        import warnings
+        warnings.warn("imported with a warning")  # recorded at collection, in the main only
+
         def test_other_a(): pass
         def test_other_b(): pass
     """,
@@ -70,6 +73,9 @@ def test_outcomes_match_serial(run, pytester, ledger):
     assert "some stdout" in out and "some stderr" in out
     assert "careful now" in out
     assert "RuntimeError: teardown boom" in out
+    # The collection-time warning once, as serially (not again from each worker).
+    assert "imported with a warning" in out
+    assert par.stdout.lines.count("test_other.py:2") == serial.stdout.lines.count("test_other.py:2") == 1
 
 
 def test_all_pass_exit_zero_and_uses_several_workers(run, pytester, ledger):

@@ -148,6 +148,9 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
     xdist_protocol.become_worker(config, workerinput, _plugin_output_file(config, rundir, wid))
     collector = _Collector()
     config.pluginmanager.register(collector, "mproc-worker-collector")
+    # pytest_warning_recorded is a historic hook: registering replayed to the collector every
+    # warning recorded before the fork (collection's), which the main reports itself.
+    collector.warnings.clear()
     to_serializable = _serializer(config)
     items = session.items
     slot = tasks.lease_claim()
