@@ -87,8 +87,9 @@ class DirectHook:
         self.fast = None
         # How many calls went which way (the run's statistics, tests).
         self.direct = self.dispatched = 0
-        # Results that can be reused (`known_while`): {id(first argument): key} for the
-        # arguments being replayed now, and {key: result} for the current plan.
+        # Results given again (pytest_report_teststatus, see the module doc): `known` is
+        # {id(first argument): key} for the arguments being replayed now (set by
+        # replay._log_test), `memo` {key: result} for the current plan.
         self.known = None
         self.memo: dict = {}
         self.reused = 0
@@ -215,18 +216,17 @@ class ReplayHooks:
         entry = self._by_path.get(item.path)
         if entry is None or entry[0] != conftests:
             ihook = item.ihook
-            entry = self._by_path[item.path] = (
-                conftests,
+            entry = self._by_path[item.path] = (conftests, (
                 DirectHook(self.pm, ihook.pytest_runtest_logstart, ("nodeid", "location")),
                 DirectHook(self.pm, ihook.pytest_runtest_logreport, ("report",)),
                 DirectHook(self.pm, ihook.pytest_runtest_logfinish, ("nodeid", "location")),
-            )
-        return entry[1:]
+            ))
+        return entry[1]
 
     def counts(self) -> dict:
         """{hook name: [direct calls, calls through pluggy]} so far."""
         out: dict = {}
-        hooks = [hook for entry in self._by_path.values() for hook in entry[1:]]
+        hooks = [hook for entry in self._by_path.values() for hook in entry[1]]
         for hook in hooks + ([self.teststatus] if self.teststatus else []):
             c = out.setdefault(hook.caller.name, [0, 0])
             c[0] += hook.direct
