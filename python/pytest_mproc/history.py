@@ -19,7 +19,8 @@ class DurationHistory:
 
     def record(self, report) -> None:
         if self.enabled:
-            self._seen[report.nodeid] = self._seen.get(report.nodeid, 0.0) + float(report.duration or 0.0)
+            nodeid = report.nodeid  # pytest 9 renders it from a NodeId on each access
+            self._seen[nodeid] = self._seen.get(nodeid, 0.0) + float(report.duration or 0.0)
 
     def save(self) -> None:
         if self.enabled and self._seen:
