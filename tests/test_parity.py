@@ -207,3 +207,40 @@ def test_higher_scoped_fixtures_built_once_per_worker(run, pytester, tmp_path):
         per_pid = [sum(1 for k, p, _ in setups if k == kind and p == pid) for pid in pids]
         # At most once per worker: never rebuilt between consecutive tests.
         assert all(n <= 1 for n in per_pid), (kind, per_pid)
+
+
+def test_failure_representations_pytest_serializes_as_text_come_back_whole(run, pytester):
+    """A failed doctest's ReprFailDoctest travels as text in pytest's report serialization; the
+    terminal would take the text's first line as the short-summary message (as under xdist:
+    'FAILED m.py::m.add - 026 '). The main gets the object back and shows what a serial run
+    shows."""
+    pytester.makepyfile(
+        doc='''
+        def add(a, b):
+            """
+            >>> add(2, 2)
+            5
+            """
+            return a + b
+
+        def test_plain(): pass
+        '''
+    )
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_runtest_logreport(report):
+            # The main's reports carry no attribute of ours.
+            if not os.environ.get("PTMPROC_WORKER") and any(k.startswith("$") for k in vars(report)):
+                open("leaked.txt", "a").write(repr(sorted(vars(report))) + "\\n")
+        """
+    )
+    serial = run("-rA", "--doctest-modules", "--junitxml=serial.xml")
+    par = run("-rA", "--doctest-modules", "--junitxml=par.xml", "--cores", "2")
+    summary = [line for line in serial.outlines if line.startswith("FAILED")]
+    assert summary == ["FAILED doc.py::doc.add"]
+    assert [line for line in par.outlines if line.startswith("FAILED")] == summary
+    assert junit_cases(pytester.path / "par.xml") == junit_cases(pytester.path / "serial.xml")
+    assert "Expected:" in par.stdout.str() and "Got:" in par.stdout.str()
+    assert not (pytester.path / "leaked.txt").exists()

@@ -31,19 +31,31 @@ def only_pytest_implements(hook) -> bool:
 
 
 def report_decoder(config):
+    """data -> report, as pytest_report_from_serializable rebuilds it, minus what the trip
+    added: pytest's own deserialization leaves the "$report_type" marker as an attribute of the
+    rebuilt report (a serial run's reports have no such attribute), and longrepr.py's object
+    goes back in place of its text."""
+    from . import longrepr
     from .plugin_state import after_decode
 
     hook = config.hook.pytest_report_from_serializable
 
     def decode_any(data):
+        blob = longrepr.take(data)
         report = hook(config=config, data=data)
+        getattr(report, "__dict__", {}).pop("$report_type", None)
+        longrepr.restore(report, blob)
         after_decode(config, report, data)
         return report
 
     if only_pytest_implements(hook):
         def decode(data):
             if data.get("$report_type") == "TestReport":
-                return TestReport._from_json(data)
+                del data["$report_type"]
+                blob = longrepr.take(data)
+                report = TestReport._from_json(data)
+                longrepr.restore(report, blob)
+                return report
             return decode_any(data)
         return decode
     return decode_any

@@ -252,17 +252,19 @@ def result_encoder(config, wid: str, node: str | None):
 def _serializer(config):
     """report -> dict, as pytest_report_to_serializable makes it (directly when only pytest
     implements that hook: one plugin dispatch less per report)."""
+    from . import longrepr
+
     hook = config.hook.pytest_report_to_serializable
     if not only_pytest_implements(hook):
-        return lambda report: hook(config=config, report=report)
+        return lambda report: longrepr.keep(report, hook(config=config, report=report))
     from _pytest.reports import TestReport
 
     def to_serializable(report):
         if type(report) is not TestReport:
-            return hook(config=config, report=report)
+            return longrepr.keep(report, hook(config=config, report=report))
         data = report._to_json()
         data["$report_type"] = "TestReport"
-        return data
+        return longrepr.keep(report, data)
 
     return to_serializable
 
