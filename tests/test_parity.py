@@ -244,3 +244,61 @@ def test_failure_representations_pytest_serializes_as_text_come_back_whole(run, 
     assert junit_cases(pytester.path / "par.xml") == junit_cases(pytester.path / "serial.xml")
     assert "Expected:" in par.stdout.str() and "Got:" in par.stdout.str()
     assert not (pytester.path / "leaked.txt").exists()
+
+
+def test_testsuite_properties_recorded_in_workers_reach_the_junit_xml(run, pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session", autouse=True)
+        def build_info(record_testsuite_property):
+            record_testsuite_property("build", "42")  # once per worker under --cores
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_n(n): pass
+
+        def test_records(record_testsuite_property):
+            record_testsuite_property("from_test", "yes")
+        """
+    )
+    import xml.etree.ElementTree as ET
+
+    def suite_properties(name):
+        suite = ET.parse(pytester.path / name).getroot().find("testsuite")
+        return [(p.get("name"), p.get("value")) for p in suite.iter("property")]
+
+    run("--junitxml=serial.xml").assert_outcomes(passed=9)
+    run("--junitxml=par.xml", "--cores", "3").assert_outcomes(passed=9)
+    assert sorted(suite_properties("par.xml")) == sorted(suite_properties("serial.xml")) == [
+        ("build", "42"), ("from_test", "yes")]
+
+
+@pytest.mark.parametrize("mode", ["--setup-plan", "--setup-only"])
+def test_setup_plan_and_only_show_what_a_serial_run_shows(run, pytester, mode):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def mod():
+            yield 1
+
+        @pytest.fixture
+        def fn(mod):
+            return mod
+
+        def test_a(fn): pass
+        def test_b(mod): pass
+        """
+    )
+    serial = run(mode)
+    par = run(mode, "--cores", "2")
+
+    def shown(result):
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if line.startswith("collected"))
+        return [line for line in lines[start:-1]]  # without the timed last line
+
+    assert "SETUP    M mod" in "\n".join(shown(serial))
+    assert shown(par) == shown(serial)

@@ -16,6 +16,10 @@ everything else travels through the xdist protocol (xdist_protocol.py) and the r
 - pytest-rerunfailures: in a worker (it sees `workerinput`) it logs the reports of a rerun
   only if it finds pytest-xdist >= 1.20 installed; without xdist a worker tells it that the
   protocol spoken is that of a current xdist.
+- pytest's own junitxml: `record_testsuite_property` records into the LogXML object of the
+  process running the test; a worker hands what it recorded to the main, which adds each
+  (name, value) it does not have yet (a session fixture that records a property runs once
+  per worker: the serial run's XML has it once).
 - pytest-benchmark: it disables itself under xdist; under --cores each worker hands its
   benchmark results to the main (workeroutput), which reports and saves them as a serial run
   would.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import sys
 
 _BENCHMARKS = "pytest_mproc_benchmarks"
+_JUNIT_SUITE_PROPERTIES = "pytest_mproc_junit_suite_properties"
 
 
 def worker_setup(config) -> None:
@@ -96,6 +101,17 @@ def worker_output(config) -> None:
             moved.append(b)
         config.workeroutput[_BENCHMARKS] = moved
         bs.benchmarks = []  # the main saves and reports them, once
+    xml = _junit_xml(config)
+    if xml is not None and getattr(xml, "global_properties", None):
+        config.workeroutput[_JUNIT_SUITE_PROPERTIES] = list(xml.global_properties)
+
+
+def _junit_xml(config):
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:
+        return None
+    return config.stash.get(xml_key, None)
 
 
 def _portable_pstats(stats):
@@ -114,3 +130,9 @@ def from_worker(config, workeroutput: dict) -> None:
     bs = getattr(config, "_benchmarksession", None)
     if moved and bs is not None:
         bs.benchmarks.extend(moved)
+    xml = _junit_xml(config)
+    recorded = workeroutput.get(_JUNIT_SUITE_PROPERTIES)
+    if xml is not None and recorded and isinstance(getattr(xml, "global_properties", None), list):
+        for prop in recorded:  # (name, value), escaped by the worker's LogXML as the main's would
+            if tuple(prop) not in xml.global_properties:
+                xml.global_properties.append(tuple(prop))

@@ -39,6 +39,11 @@ class MprocSession:
             )
         if session.config.option.collectonly or not session.items:
             return True
+        if getattr(session.config.option, "setuponly", False) or getattr(session.config.option, "setupplan", False):
+            # --setup-only / --setup-plan run no test: pytest's own loop, in this process, prints
+            # each fixture's set-up and tear-down exactly as serially (workers would print it
+            # nowhere).
+            return None
         if self.timeline is not None:
             self.timeline.begin()
         try:
