@@ -64,6 +64,8 @@ def test_outcomes_match_serial(run, pytester, ledger):
     assert par.parseoutcomes() == serial.parseoutcomes()
     assert outcome_lines(par) == outcome_lines(serial)
     assert junit_cases(pytester.path / "par.xml") == junit_cases(pytester.path / "serial.xml")
+    # In the same order (collection order, not the order tests finished in).
+    assert list(junit_cases(pytester.path / "par.xml")) == list(junit_cases(pytester.path / "serial.xml"))
     # Exactly once each (the ledger fixture runs once per test that reaches setup).
     assert ledger.counts() == ledger_serial
     assert set(ledger.counts().values()) == {1}
