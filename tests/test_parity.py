@@ -1,6 +1,8 @@
 """A --cores run gives exactly the serial run's outcomes, output, junit and exit code, and runs
 every test exactly once."""
 
+import re
+
 import pytest
 
 from conftest import junit_cases, outcome_lines
@@ -64,8 +66,15 @@ def test_outcomes_match_serial(run, pytester, ledger):
     assert par.parseoutcomes() == serial.parseoutcomes()
     assert outcome_lines(par) == outcome_lines(serial)
     assert junit_cases(pytester.path / "par.xml") == junit_cases(pytester.path / "serial.xml")
-    # In the same order (collection order, not the order tests finished in).
+    # In the same order (collection order, not the order tests finished in): junit test cases,
+    # the FAILURES/ERRORS sections and the short test summary.
     assert list(junit_cases(pytester.path / "par.xml")) == list(junit_cases(pytester.path / "serial.xml"))
+
+    def in_order(result):
+        return [line for line in result.outlines
+                if re.match(r"^(_{3,} .* _{3,}|(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) \S+)", line)]
+
+    assert in_order(par) == in_order(serial)
     # Exactly once each (the ledger fixture runs once per test that reaches setup).
     assert ledger.counts() == ledger_serial
     assert set(ledger.counts().values()) == {1}

@@ -99,6 +99,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from . import plugin_state
 
     plugin_state.configure_main(config)
+    from . import collection_order
+
+    collection_order.register(config)
 
     log(f"--cores {cores}: {workers} workers" + (f", multi-host {multihost[0]}" if multihost else ""))
     config.pluginmanager.register(MprocSession(config, workers, multihost), "mproc-session")

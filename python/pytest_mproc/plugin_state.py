@@ -19,9 +19,7 @@ everything else travels through the xdist protocol (xdist_protocol.py) and the r
 - pytest's own junitxml: `record_testsuite_property` records into the LogXML object of the
   process running the test; a worker hands what it recorded to the main, which adds each
   (name, value) it does not have yet (a session fixture that records a property runs once
-  per worker: the serial run's XML has it once). Its test cases are written in the order
-  their first report came, which under --cores is the order tests finished; the main puts
-  them back in collection order (the serial run's) before the file is written.
+  per worker: the serial run's XML has it once). (Its test cases' order: collection_order.py.)
 - pytest-benchmark: it disables itself under xdist; under --cores each worker hands its
   benchmark results to the main (workeroutput), which reports and saves them as a serial run
   would.
@@ -30,8 +28,6 @@ everything else travels through the xdist protocol (xdist_protocol.py) and the r
 from __future__ import annotations
 
 import sys
-
-import pytest
 
 _BENCHMARKS = "pytest_mproc_benchmarks"
 _JUNIT_SUITE_PROPERTIES = "pytest_mproc_junit_suite_properties"
@@ -67,38 +63,8 @@ class _SyrupyMain:
             syrupy_session._cleanup_write_sidecars()
 
 
-class _JunitMain:
-    @staticmethod
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(session) -> None:
-        xml = _junit_xml(session.config)
-        reporters = getattr(xml, "node_reporters_ordered", None)
-        if not isinstance(reporters, list):
-            return
-        try:
-            from _pytest.junitxml import bin_xml_escape, mangle_test_address
-
-            # A finished test case keeps only its XML element: it is known by its classname and
-            # name attributes, made from the node id as junitxml makes them.
-            order = {}
-            for i, item in enumerate(session.items):
-                names = mangle_test_address(item.nodeid)
-                classnames = ([xml.prefix] if xml.prefix else []) + names[:-1]
-                order.setdefault((".".join(classnames), str(bin_xml_escape(names[-1]))), i)
-
-            def key(reporter):
-                element = reporter.to_xml()
-                return order.get((element.get("classname"), element.get("name")), -1)
-
-            # Stable: reports of no collected test (collection errors) stay first, as serially.
-            reporters.sort(key=key)
-        except Exception:  # noqa: BLE001 - another junitxml: the file keeps completion order
-            return
-
-
 def configure_main(config) -> None:
     """Called on the main of a run (single host or multi-host) at configure time."""
-    config.pluginmanager.register(_JunitMain(), "pytest-mproc-junit-main")
     syrupy = config.pluginmanager.get_plugin("syrupy")
     if syrupy is not None and hasattr(syrupy, "DeferXDist"):
         if not any(type(p).__name__ == "DeferXDist" for p in config.pluginmanager.get_plugins()):
