@@ -177,3 +177,24 @@ def test_an_uncaught_ctrl_c_in_a_test_interrupts_the_run_as_serially(run, pytest
     assert any("test_an_uncaught_ctrl_c_in_a_test_interrupts_the_run_as_serially.py:5: KeyboardInterrupt" in l
                for l in lines), lines
     assert "crashed" not in parallel.stdout.str()
+
+
+@pytest.mark.parametrize("returncode", [None, 3])
+def test_pytest_exit_in_a_test_ends_the_run_as_serially(run, pytester, returncode):
+    arg = "" if returncode is None else f", returncode={returncode}"
+    pytester.makepyfile(
+        f"""
+        import pytest
+        def test_a():
+            pass
+        def test_exits():
+            pytest.exit("enough for today"{arg})
+        """
+    )
+    serial = run()
+    parallel = run("--cores", "2")
+    expected = pytest.ExitCode.INTERRUPTED if returncode is None else returncode
+    assert serial.ret == parallel.ret == expected
+    banner = [line for line in serial.outlines if "Exit: enough for today" in line]
+    assert banner and [line for line in parallel.outlines if "Exit: enough for today" in line] == banner
+    assert "internal error" not in parallel.stdout.str() and "Traceback" not in parallel.stdout.str()

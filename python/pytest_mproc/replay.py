@@ -11,6 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from _pytest.outcomes import Exit
 from _pytest.reports import TestReport
 
 from . import gc_freeze, plain_reports
@@ -136,12 +137,20 @@ class Outcomes:
         return True
 
     def interrupted(self, msg: tuple, outcome: RunOutcome, raise_it: bool = True) -> None:
-        """A test raised KeyboardInterrupt that it did not catch (messages.INTERRUPTED): its
-        reports so far are replayed and, as in a serial run, the whole run is interrupted."""
-        _, _wid, index, report_dicts, repr_bytes = msg
+        """A test raised KeyboardInterrupt that it did not catch, or called pytest.exit()
+        (messages.INTERRUPTED, with (reason, returncode) last for pytest.exit): its reports so
+        far are replayed and, as in a serial run, the whole run is interrupted (the session ends
+        with the same Exit)."""
+        _, _wid, index, report_dicts, repr_bytes, *rest = msg
+        exit_info = rest[0] if rest else None
         if self._settle(index):
             item = self.items[index]
             _log_test(self.hooks, item, [self.decode(d) for d in report_dicts], finished=False)
+        if exit_info is not None:
+            outcome.interrupt_repr = None  # the main's own Exit shows as serially
+            if raise_it:
+                raise Exit(exit_info[0], exit_info[1])
+            return
         try:
             outcome.interrupt_repr = pickle.loads(repr_bytes)
         except Exception:  # an unpicklable repr: pytest shows the main's own interrupt instead
@@ -284,7 +293,7 @@ def run_ended_by(e: BaseException, results, outcomes: Outcomes, outcome: RunOutc
     """A run is ending by exception `e` (its workers already stopped): after Ctrl-C the results
     that had arrived are replayed; the outcome travels with the exception for the summary
     (session.py)."""
-    if isinstance(e, KeyboardInterrupt):
+    if isinstance(e, (KeyboardInterrupt, Exit)):
         replay_arrived(results, outcomes, outcome)
     e.run_outcome = outcome
 

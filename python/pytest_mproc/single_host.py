@@ -8,6 +8,8 @@ import json
 import os
 import time
 
+from _pytest.outcomes import Exit
+
 from . import live_log, messages, xdist_protocol
 from .hang_report import HangWatch, SigquitFlag
 from .status_line import StatusLine
@@ -62,6 +64,9 @@ class SingleHostRun:
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 self.outcome.cut_off = self.watch.report_all("the run was interrupted")
+            elif isinstance(e, Exit):  # pytest.exit() in a test: where the others were is no news
+                self.outcome.cut_off = [self.items[key].nodeid for _w, _p, key, _s in self.watch.running()
+                                        if not self.outcomes.done[key]]
             node.kill()
             self.stopping = True
             run_ended_by(e, self.results, self.outcomes, self.outcome)

@@ -11,6 +11,7 @@ import signal
 import sys
 
 import pytest
+from _pytest.outcomes import Exit
 
 from . import _core, fixtures, gc_freeze, live_log, messages, plain_reports, serial_state, xdist_protocol
 from .hang_report import DUMP_SIGNAL
@@ -179,9 +180,10 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
                 nextitem = lazy = LazyNextItem(tasks, slot, items)
             try:
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-            except KeyboardInterrupt as e:
-                # Uncaught in the test: as in a serial run, the whole run ends (the main replays
-                # what this test reported so far and shows the interrupt's location).
+            except (KeyboardInterrupt, Exit) as e:
+                # Uncaught in the test (or pytest.exit()): as in a serial run, the whole run ends
+                # (the main replays what this test reported so far and shows the interrupt's
+                # location, or ends the session with the same Exit).
                 _report_interrupt(config, results, wid, index, collector, to_serializable, e)
                 _teardown_all(session)
                 return 0
@@ -223,11 +225,16 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
 def _report_interrupt(config, results, wid, index, collector, to_serializable, e) -> None:
     from _pytest._code import ExceptionInfo
 
+    reports = [to_serializable(r) for r in collector.reports]
+    if isinstance(e, Exit):
+        rep = pickle.dumps(None)
+        exit_info = (str(e.msg), e.returncode if isinstance(e.returncode, int) else None)
+        results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep, exit_info)))
+        return
     try:
         rep = pickle.dumps(ExceptionInfo.from_exception(e).getrepr(funcargs=True))
     except Exception:
         rep = pickle.dumps(None)
-    reports = [to_serializable(r) for r in collector.reports]
     results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep)))
 
 
