@@ -313,3 +313,35 @@ def test_setup_plan_and_only_show_what_a_serial_run_shows(run, pytester, mode):
 
     assert "SETUP    M mod" in "\n".join(shown(serial))
     assert shown(par) == shown(serial)
+
+
+def test_subtest_failures_fail_their_test_only_as_serially(run, pytester):
+    """pytest's `subtests` fixture fails the test that has a failed subtest; a unittest
+    subTest failure is reported on its own and does not (pytest 9). Under --cores the main
+    learns the worker's count instead of counting every failed subtest report itself."""
+    pytester.makepyfile(
+        """
+        import unittest
+
+        class TestU(unittest.TestCase):
+            def test_sub(self):
+                for i in range(3):
+                    with self.subTest(i=i):
+                        self.assertNotEqual(i, 1)
+
+        def test_fixture_subtests(subtests):
+            for i in range(3):
+                with subtests.test(i=i):
+                    assert i != 2
+        """
+        if pytest.version_tuple >= (9,) else
+        """
+        def test_placeholder(): pass
+        """
+    )
+    serial = run("-rA")
+    par = run("-rA", "--cores", "2")
+    assert par.ret == serial.ret
+    assert par.parseoutcomes() == serial.parseoutcomes()
+    summary = lambda r: sorted(line for line in r.outlines if re.match(r"^(PASSED|FAILED|SUBFAILED)", line))
+    assert summary(par) == summary(serial)

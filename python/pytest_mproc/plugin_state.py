@@ -3,8 +3,10 @@ reports, without going through xdist's protocol. Each case is small glue, named 
 everything else travels through the xdist protocol (xdist_protocol.py) and the reports.
 
 - pytest's own subtests (pytest >= 9): the count of failed subtests per test lives in the
-  config stash of the process that ran them, and the main's terminal reporter reads it to fail
-  the test ("contains 1 failed subtest"). The main counts the failed SubtestReports it replays.
+  config stash of the process that ran them (only the `subtests` fixture counts; a unittest
+  `subTest` failure does not fail its test), and the main's terminal reporter reads it to fail
+  the test ("contains 1 failed subtest"). The worker sends its count with the test's call
+  report; the main sets it before the report is replayed.
   Its report deserialization also applies `saferepr` a second time to the subtest's
   parameters (`(i='1')`); the main keeps the worker's text as it was.
 - syrupy: its xdist hooks are registered only when pytest-xdist is installed; without xdist the
@@ -40,19 +42,40 @@ def worker_setup(config) -> None:
         rerun.works_with_current_xdist = lambda: True
 
 
-def after_decode(config, report, data: dict) -> None:
-    """Called on the main for every replayed report."""
+_FAILED_SUBTESTS = "$pytest_mproc_failed_subtests"
+
+
+def before_encode(config, report, data) -> None:
+    """Called in a worker for every report it serializes (`data`)."""
+    if getattr(report, "when", None) != "call" or not isinstance(data, dict):
+        return
+    try:
+        from _pytest.subtests import failed_subtests_key
+    except ImportError:
+        return
+    counts = config.stash.get(failed_subtests_key, None)
+    count = counts.get(getattr(report, "id", None), 0) if counts is not None else 0
+    if count:
+        data[_FAILED_SUBTESTS] = count
+
+
+def take_extras(data: dict) -> tuple:
+    """On the main, before `data` is deserialized: removes what `before_encode` added."""
+    return (data.pop(_FAILED_SUBTESTS, None),) if _FAILED_SUBTESTS in data else (None,)
+
+
+def after_decode(config, report, data: dict, extras: tuple = (None,)) -> None:
+    """Called on the main for every replayed report (`extras`: what `take_extras` took)."""
+    (failed_subtests,) = extras
+    if failed_subtests:
+        from _pytest.subtests import failed_subtests_key
+
+        config.stash[failed_subtests_key][report.id] = failed_subtests
     if data.get("_report_type") != "SubTestReport":
         return
     context = data.get("_subtest.context") or {}
     if isinstance(context.get("kwargs"), dict):
         object.__setattr__(report.context, "kwargs", dict(context["kwargs"]))
-    if report.failed:
-        try:
-            from _pytest.subtests import failed_subtests_key
-        except ImportError:
-            return
-        config.stash[failed_subtests_key][getattr(report, "id", report.nodeid)] += 1
 
 
 class _SyrupyMain:

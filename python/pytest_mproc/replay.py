@@ -35,27 +35,29 @@ def report_decoder(config):
     """data -> report, as pytest_report_from_serializable rebuilds it, minus what the trip
     added: pytest's own deserialization leaves the "$report_type" marker as an attribute of the
     rebuilt report (a serial run's reports have no such attribute), and longrepr.py's object
-    goes back in place of its text."""
+    goes back in place of its text; plugin_state.py's glue sees every report."""
     from . import longrepr
-    from .plugin_state import after_decode
+    from .plugin_state import after_decode, take_extras
 
     hook = config.hook.pytest_report_from_serializable
 
     def decode_any(data):
-        blob = longrepr.take(data)
+        blob, extras = longrepr.take(data), take_extras(data)
         report = hook(config=config, data=data)
         getattr(report, "__dict__", {}).pop("$report_type", None)
         longrepr.restore(report, blob)
-        after_decode(config, report, data)
+        after_decode(config, report, data, extras)
         return report
 
     if only_pytest_implements(hook):
         def decode(data):
             if data.get("$report_type") == "TestReport":
                 del data["$report_type"]
-                blob = longrepr.take(data)
+                blob, extras = longrepr.take(data), take_extras(data)
                 report = TestReport._from_json(data)
                 longrepr.restore(report, blob)
+                if extras[0] is not None:
+                    after_decode(config, report, data, extras)
                 return report
             return decode_any(data)
         return decode

@@ -260,18 +260,24 @@ def _serializer(config):
     """report -> dict, as pytest_report_to_serializable makes it (directly when only pytest
     implements that hook: one plugin dispatch less per report)."""
     from . import longrepr
+    from .plugin_state import before_encode
 
     hook = config.hook.pytest_report_to_serializable
+
+    def finish(report, data):
+        before_encode(config, report, data)
+        return longrepr.keep(report, data)
+
     if not only_pytest_implements(hook):
-        return lambda report: longrepr.keep(report, hook(config=config, report=report))
+        return lambda report: finish(report, hook(config=config, report=report))
     from _pytest.reports import TestReport
 
     def to_serializable(report):
         if type(report) is not TestReport:
-            return longrepr.keep(report, hook(config=config, report=report))
+            return finish(report, hook(config=config, report=report))
         data = report._to_json()
         data["$report_type"] = "TestReport"
-        return longrepr.keep(report, data)
+        return finish(report, data)
 
     return to_serializable
 
