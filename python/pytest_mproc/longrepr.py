@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 
-KEY = "$pytest_mproc_longrepr"
+from . import report_extras
 
 
 def keep(report, data: dict) -> dict:
@@ -21,19 +21,15 @@ def keep(report, data: dict) -> dict:
     longrepr = getattr(report, "longrepr", None)
     if isinstance(data, dict) and longrepr is not None and not isinstance(longrepr, str) and isinstance(data.get("longrepr"), str):
         try:
-            data[KEY] = pickle.dumps(longrepr, protocol=pickle.HIGHEST_PROTOCOL)
+            report_extras.put(data, "longrepr", pickle.dumps(longrepr, protocol=pickle.HIGHEST_PROTOCOL))
         except Exception:  # noqa: BLE001 - the text is what pytest would have sent anyway
             pass
     return data
 
 
-def take(data: dict):
-    """Main: removes what `keep` added (before anyone deserializes `data`), for `restore`."""
-    return data.pop(KEY, None) if KEY in data else None
-
-
-def restore(report, blob) -> None:
-    """Main: puts the longrepr object `take` returned back on the rebuilt report."""
+def restore(report, extras: dict) -> None:
+    """Main: puts the longrepr object `keep` sent (report_extras.take) back on the rebuilt report."""
+    blob = extras.get("longrepr")
     if blob is None:
         return
     try:

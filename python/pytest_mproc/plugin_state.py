@@ -42,9 +42,6 @@ def worker_setup(config) -> None:
         rerun.works_with_current_xdist = lambda: True
 
 
-_FAILED_SUBTESTS = "$pytest_mproc_failed_subtests"
-
-
 def before_encode(config, report, data) -> None:
     """Called in a worker for every report it serializes (`data`)."""
     if getattr(report, "when", None) != "call" or not isinstance(data, dict):
@@ -56,17 +53,14 @@ def before_encode(config, report, data) -> None:
     counts = config.stash.get(failed_subtests_key, None)
     count = counts.get(getattr(report, "id", None), 0) if counts is not None else 0
     if count:
-        data[_FAILED_SUBTESTS] = count
+        from . import report_extras
+
+        report_extras.put(data, "failed_subtests", count)
 
 
-def take_extras(data: dict) -> tuple:
-    """On the main, before `data` is deserialized: removes what `before_encode` added."""
-    return (data.pop(_FAILED_SUBTESTS, None),) if _FAILED_SUBTESTS in data else (None,)
-
-
-def after_decode(config, report, data: dict, extras: tuple = (None,)) -> None:
-    """Called on the main for every replayed report (`extras`: what `take_extras` took)."""
-    (failed_subtests,) = extras
+def after_decode(config, report, data: dict, extras: dict) -> None:
+    """Called on the main for every replayed report (`extras`: report_extras.take's)."""
+    failed_subtests = extras.get("failed_subtests")
     if failed_subtests:
         from _pytest.subtests import failed_subtests_key
 

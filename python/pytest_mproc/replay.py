@@ -34,18 +34,19 @@ def only_pytest_implements(hook) -> bool:
 def report_decoder(config):
     """data -> report, as pytest_report_from_serializable rebuilds it, minus what the trip
     added: pytest's own deserialization leaves the "$report_type" marker as an attribute of the
-    rebuilt report (a serial run's reports have no such attribute), and longrepr.py's object
-    goes back in place of its text; plugin_state.py's glue sees every report."""
-    from . import longrepr
-    from .plugin_state import after_decode, take_extras
+    rebuilt report (a serial run's reports have no such attribute), and what the worker sent
+    beside the report (report_extras.py) is applied: longrepr.py's object goes back in place of
+    its text, plugin_state.py's glue sees every report."""
+    from . import longrepr, report_extras
+    from .plugin_state import after_decode
 
     hook = config.hook.pytest_report_from_serializable
 
     def decode_any(data):
-        blob, extras = longrepr.take(data), take_extras(data)
+        extras = report_extras.take(data)
         report = hook(config=config, data=data)
         getattr(report, "__dict__", {}).pop("$report_type", None)
-        longrepr.restore(report, blob)
+        longrepr.restore(report, extras)
         after_decode(config, report, data, extras)
         return report
 
@@ -53,10 +54,10 @@ def report_decoder(config):
         def decode(data):
             if data.get("$report_type") == "TestReport":
                 del data["$report_type"]
-                blob, extras = longrepr.take(data), take_extras(data)
+                extras = report_extras.take(data)
                 report = TestReport._from_json(data)
-                longrepr.restore(report, blob)
-                if extras[0] is not None:
+                if extras:
+                    longrepr.restore(report, extras)
                     after_decode(config, report, data, extras)
                 return report
             return decode_any(data)
