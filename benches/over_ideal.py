@@ -17,27 +17,15 @@ PYTHONPATH) in the same pairs, interleaved, for a before/after comparison.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from suites import run_once  # the same pytest invocation and environment as suites.py
 
 
 def _run(cwd: Path, args: list[str], pythonpath: str | None = None) -> float:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches, as on a normal install
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=cwd, env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"{args} failed in {cwd}:\n{r.stdout.decode()[-2000:]}")
-    return wall
+    return run_once(cwd, args, None, **({"PYTHONPATH": pythonpath} if pythonpath else {}))[0]
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ Needs valgrind (Debian: `apt-get install valgrind`). A run takes about a minute 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -27,6 +26,8 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+
+from suites import bench_env
 
 PLUGIN = textwrap.dedent('''
     import gc, os, pytest
@@ -84,12 +85,9 @@ PLUGIN = textwrap.dedent('''
 def _instructions(work: Path, rounds: int, mode: list[str], pythonpath: str | None, count: bool = True) -> int:
     """Instructions of one whole run (`count=False`: a plain run, to write bytecode caches)."""
     # A fixed hash seed: string hashes decide dict probing, which moves the count by ~1%.
-    env = dict(os.environ, BENCH_ROUNDS=str(rounds), PYTHONHASHSEED="0")
-    # Bytecode caches, written by the warm-up run: the two counted runs must both load them
-    # (a run that compiles and rewrites the modules costs millions of instructions more).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    # Bytecode caches (bench_env), written by the warm-up run: the two counted runs must both
+    # load them (a run that compiles and rewrites the modules costs millions of instructions more).
+    env = bench_env(BENCH_ROUNDS=str(rounds), PYTHONHASHSEED="0", **({"PYTHONPATH": pythonpath} if pythonpath else {}))
     out = work / "callgrind.out"
     tool = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] if count else []
     proc = subprocess.run([*tool, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *mode, "test_many.py"],

@@ -44,13 +44,19 @@ def _files(d: Path, files: int, per: int, body: str) -> None:
         (d / f"test_f{f:02d}.py").write_text("".join(f"def test_{i:03d}():\n{body}" for i in range(per)))
 
 
-def run_once(suite_dir: Path, args: list[str], stats: Path | None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the whole process tree)."""
-    env = dict(os.environ)
+def bench_env(**extra: str) -> dict:
+    """The environment of a timed pytest run: this one's, plus `extra`, with bytecode caches."""
+    env = dict(os.environ, **extra)
     # As on a normal install, modules load from their bytecode caches (this project's machines
     # set PYTHONDONTWRITEBYTECODE=1, which makes an editable install compile this package's
     # ~40 modules, ~30 ms, in every run; site-packages were compiled by pip either way).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def run_once(suite_dir: Path, args: list[str], stats: Path | None, **extra_env: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process tree)."""
+    env = bench_env(**extra_env)
     if stats:
         env["PTMPROC_STATS_FILE"] = str(stats)
     before = os.times()

@@ -20,6 +20,7 @@ Results ring (workers and fork server -> main): pickled tuples, first element th
   ("H", text)                                         a hang report made on a worker node
   ("K", wid, index, [serialized reports], repr)       a test raised KeyboardInterrupt it did not
                                                       catch (repr: the pickled ExceptionRepr)
+  ("K", wid, index, [reports], None, (reason, code))  a test called pytest.exit(reason, code)
 
 Multi-host, the main's results ring also carries the coordinator's events: EVENT_TAG + JSON
 (see `is_event`), and worker nodes' ("W", wid, pid, status, running, stderr_tail, node).

@@ -32,6 +32,7 @@ class SingleHostRun:
         self.outcomes = Outcomes(session, self.outcome, rerun=self._rerun)
         self.stopping = False
         self.stop_on_failure = bool(self.config.getoption("maxfail", 0))
+        self.loop_faults: int | None = None  # the main loop's page faults (PTMPROC_STATS_FILE)
         self.node = Supervisor(session, min(workers, len(units)), self._crashed)
         self.results = BatchReader(self.node.results)
         self.units = units
@@ -179,7 +180,7 @@ class SingleHostRun:
             "main_loop_cpu_s": cpu,
             "main_loop_wall_s": wall,
             "main_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "main_loop_minor_faults": getattr(self, "loop_faults", None),
+            "main_loop_minor_faults": self.loop_faults,
             "worker_cpu_s": [w[0] for w in self.node.worker_stats],
             "worker_max_rss_kb": [w[1] for w in self.node.worker_stats],
             "worker_pss_kb": [w[2] for w in self.node.worker_stats],

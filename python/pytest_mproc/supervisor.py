@@ -66,8 +66,7 @@ class Supervisor:
         self._needs: dict[tuple, list[str]] = {}
         self.live: dict[str, int] = {}
         # Workers that said they are done (FINISHED) or were reported dead (DIED).
-        self.finished: set[str] = set()
-        self.dead: set[str] = set()
+        self.workers_done: set[str] = set()
         self.worker_stats: list = []
         self.fs: forkserver.ForkServer | None = None
 
@@ -101,14 +100,13 @@ class Supervisor:
                 log(f"workers did not exit within {EXIT_GRACE:g} s; killing them")
                 self.fs.kill()
                 break
-            # Once every worker has been reported gone, the server is exiting: look often.
-            pump(CHECK_EVERY if self.live else CHECK_EVERY / 20)
+            pump(CHECK_EVERY)  # woken by each FINISHED / DIED
         while pump():
             pass
 
     def all_done(self) -> bool:
         """Every worker the fork server was asked for said FINISHED or was reported dead."""
-        return all(wid in self.finished or wid in self.dead for wid in self.fs.wids)
+        return self.workers_done.issuperset(self.fs.wids)
 
     def reap(self) -> None:
         """Waits for the fork server (which waits for its workers) after `wind_down`; kills it
@@ -175,7 +173,7 @@ class Supervisor:
         elif kind == messages.DIED:
             self.worker_died(msg[1], msg[2], msg[3])
         elif kind == messages.FINISHED:
-            self.finished.add(msg[1])
+            self.workers_done.add(msg[1])
             self.worker_stats.append(msg[2:])
         elif kind == messages.INTERNAL:
             raise SupervisorError(f"internal error in worker {msg[1]}:\n{msg[2]}")
@@ -188,7 +186,7 @@ class Supervisor:
 
     def worker_died(self, wid: str, pid: int, status: int) -> None:
         self.live.pop(wid, None)
-        self.dead.add(wid)
+        self.workers_done.add(wid)
         items, leases, _, _ = self.tasks.heal(pid)
         self.results.heal(pid)
         if self.control is not self.results:

@@ -226,16 +226,16 @@ def _report_interrupt(config, results, wid, index, collector, to_serializable, e
     from _pytest._code import ExceptionInfo
 
     reports = [to_serializable(r) for r in collector.reports]
-    if isinstance(e, Exit):
+    if isinstance(e, Exit):  # the main ends its session with the same Exit (no repr needed)
         rep = pickle.dumps(None)
-        exit_info = (str(e.msg), e.returncode if isinstance(e.returncode, int) else None)
-        results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep, exit_info)))
-        return
-    try:
-        rep = pickle.dumps(ExceptionInfo.from_exception(e).getrepr(funcargs=True))
-    except Exception:
-        rep = pickle.dumps(None)
-    results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep)))
+        tail = ((str(e.msg), e.returncode if isinstance(e.returncode, int) else None),)
+    else:
+        tail = ()
+        try:
+            rep = pickle.dumps(ExceptionInfo.from_exception(e).getrepr(funcargs=True))
+        except Exception:
+            rep = pickle.dumps(None)
+    results.push(messages.encode((messages.INTERRUPTED, wid, index, reports, rep) + tail))
 
 
 def result_encoder(config, wid: str, node: str | None):
