@@ -133,3 +133,126 @@ def test_nested_session_in_a_worker_keeps_the_inherited_tree_frozen(pytester, su
     # The main's tree, inherited frozen, is still frozen after the nested session in the worker.
     assert counts["nested_after"] > TESTS, counts
     assert counts["nested_after"] >= counts["nested_before"] * 0.9, counts
+
+
+# Replays recorded plain results in the main's own process with the collector off, then asks
+# it for cyclic garbage: what gc_freeze.py relies on to freeze a clean window uncollected.
+REPLAY_PLUGIN = """
+    import gc, json, os, pytest
+    from pytest_mproc import messages
+    from pytest_mproc.replay import Outcomes, RunOutcome
+    from pytest_mproc.worker import result_encoder
+
+    class Record:
+        def __init__(self):
+            self.reports = []
+
+        def pytest_runtest_logreport(self, report):
+            self.reports.append(report)
+
+    class Cyclic:
+        # a third-party plugin whose logreport makes a reference cycle per report
+        def pytest_runtest_logreport(self, report):
+            box = {}
+            box["me"] = box
+
+    class Replay:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtestloop(self, session):
+            config = session.config
+            pm = config.pluginmanager
+            encode = result_encoder(config, "gw0", None)
+            tr = pm.getplugin("terminalreporter")
+            pm.unregister(tr)
+            record = Record()
+            pm.register(record, "record")
+            recorded = []
+            for i, item in enumerate(session.items):
+                nextitem = session.items[i + 1] if i + 1 < len(session.items) else None
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                recorded.append(encode(i, item, record.reports, []))
+                record.reports = []
+            pm.unregister(record)
+            pm.register(tr, "terminalreporter")
+            if os.environ.get("WITH_CYCLIC"):
+                pm.register(Cyclic(), "cyclic")
+            outcomes = Outcomes(session, RunOutcome())
+            gc.disable()
+            gc.collect()
+            try:
+                for data in recorded:
+                    outcomes.result(messages.decode(data))
+                garbage = gc.collect()
+            finally:
+                gc.enable()
+            with open(os.environ["REPLAY_OUT"], "w") as f:
+                json.dump({"garbage": garbage, "plain": outcomes.plain,
+                           "dispatched": outcomes.hooks.dispatches()}, f)
+            return True
+
+    def pytest_configure(config):
+        config.pluginmanager.register(Replay(), "replay")
+"""
+
+
+@pytest.mark.parametrize("cyclic", [False, True], ids=["pytest-only", "cyclic-plugin"])
+def test_plain_replay_makes_no_cyclic_garbage(pytester, monkeypatch, cyclic):
+    out = pytester.path / "replay.json"
+    monkeypatch.setenv("REPLAY_OUT", str(out))
+    monkeypatch.setenv("PTMPROC_NO_GC_FREEZE", "1")  # no freezing or collecting during the replay
+    if cyclic:
+        monkeypatch.setenv("WITH_CYCLIC", "1")
+    pytester.makeconftest(REPLAY_PLUGIN)
+    pytester.makepyfile(test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(200))
+        def test_n(n):
+            pass
+    """)
+    for args in (["-q"], ["-v"], ["-rA"]):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        assert result.ret == 0, result.stdout.str()
+        got = json.loads(out.read_text())
+        assert got["plain"] == 200, got
+        if cyclic:
+            # The check sees a plugin's cycles (and the plugin turns the windows dirty).
+            assert got["garbage"] >= 3 * 200 and got["dispatched"] >= 3 * 200, got
+        else:
+            assert got == {"garbage": 0, "plain": 200, "dispatched": 0}, (args, got)
+
+
+def test_a_plugins_cyclic_garbage_is_collected_during_the_run(pytester, suite):
+    """A window in which a third-party hook ran is collected before it is frozen, so a
+    plugin's cycles are freed during the run (frozen uncollected they would live to the end)."""
+    from pytest_mproc import gc_freeze
+
+    (pytester.path / "conftest.py").write_text(textwrap.dedent(CONFTEST) + textwrap.dedent("""
+        FREED = [0]
+        MADE = [0]
+        # CPython's own young collection would find some of them by chance: out of the way.
+        gc.set_threshold(1_000_000)
+
+        class Cycle:
+            def __init__(self):
+                self.me = self
+
+            def __del__(self):
+                FREED[0] += 1
+
+        def pytest_runtest_logreport(report):
+            if os.getpid() == MAIN:
+                MADE[0] += 1
+                Cycle()
+
+        def pytest_terminal_summary(terminalreporter):
+            if os.getpid() == MAIN:
+                with open(os.path.join(OUT, "cycles.0"), "w") as f:
+                    f.write(f"{MADE[0]} {FREED[0]}")
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--cores", "2")
+    result.assert_outcomes(passed=TESTS)
+    made, freed = map(int, (suite / "cycles.0").read_text().split())
+    assert made == 3 * TESTS
+    # Only the last (partial) window's may be waiting.
+    assert freed >= made - 3 * gc_freeze.EVERY, (made, freed)

@@ -223,6 +223,15 @@ class ReplayHooks:
             ))
         return entry[1]
 
+    def dispatches(self) -> int:
+        """How many of these hooks' calls went through pluggy so far (gc_freeze: a third-party
+        implementation may have run)."""
+        n = self.teststatus.dispatched if self.teststatus else 0
+        for entry in self._by_path.values():
+            for hook in entry[1]:
+                n += hook.dispatched
+        return n
+
     def counts(self) -> dict:
         """{hook name: [direct calls, calls through pluggy]} so far."""
         out: dict = {}

@@ -260,14 +260,16 @@ class MultiHostRun:
             self._handle(data)
 
     def _handle(self, data: bytes) -> None:
-        if messages.is_event(data):
+        msg = None if messages.is_event(data) else messages.decode(data)
+        if msg is not None and msg[0] in messages.RESULTS:
+            self._on_result(msg)
+            return
+        self.outcomes.freezer.dirty()  # anything else may run a plugin's code (gc_freeze.py)
+        if msg is None:
             self._on_event(json.loads(data[1:]))
             return
-        msg = messages.decode(data)
         kind = msg[0]
-        if kind in messages.RESULTS:
-            self._on_result(msg)
-        elif kind == live_log.LOG:
+        if kind == live_log.LOG:
             live_log.show(self.config, msg)
         elif kind == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)

@@ -126,7 +126,7 @@ class Outcomes:
         self.decode = report_decoder(self.config)
         self.hooks = ReplayHooks(self.config)
         self.plain = 0  # results that came in the compact form (statistics)
-        self.freezer = gc_freeze.Freezer()
+        self.freezer = gc_freeze.Freezer(self.hooks.dispatches)
         from . import timeline
 
         self.timeline = timeline.current()
@@ -189,7 +189,7 @@ class Outcomes:
                 self.timeline.passed(item.nodeid, node, wid, times)
             else:
                 self.timeline.test(item.nodeid, node, wid, reports)
-        self.freezer.settled()
+        self.freezer.settled(plain)
         return True
 
     def crash(self, index: int, who: str, pid: int, status: int, tail: str, reason: str | None = None) -> bool:
@@ -197,6 +197,7 @@ class Outcomes:
         a plugin had it queued again (xdist's pytest_handlecrashitem)."""
         if self.done[index]:
             return False
+        self.freezer.dirty()
         item = self.items[index]
         reports = crash_reports(item, who, pid, status, tail, None, reason=reason)
         pending = []

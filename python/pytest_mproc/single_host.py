@@ -109,7 +109,9 @@ class SingleHostRun:
     def _handle(self, msg: tuple) -> None:
         if msg[0] in messages.RESULTS:
             self._on_result(msg)
-        elif msg[0] == live_log.LOG:
+            return
+        self.outcomes.freezer.dirty()  # anything else may run a plugin's code (gc_freeze.py)
+        if msg[0] == live_log.LOG:
             live_log.show(self.config, msg)
         elif msg[0] == messages.INTERRUPTED:
             self.outcomes.interrupted(msg, self.outcome)
