@@ -18,7 +18,8 @@ from .history import DurationHistory
 from .replay import Outcomes, RunOutcome, print_report, run_ended_by
 from .rings import BatchReader
 from .scheduling import build_units
-from .supervisor import CHECK_EVERY, POLL, Supervisor, SupervisorError
+from .polling import Pace
+from .supervisor import CHECK_EVERY, Supervisor, SupervisorError
 from .verbose import log
 
 
@@ -35,6 +36,7 @@ class SingleHostRun:
         self.loop_faults: int | None = None  # the main loop's page faults (PTMPROC_STATS_FILE)
         self.node = Supervisor(session, min(workers, len(units)), self._crashed)
         self.results = BatchReader(self.node.results)
+        self.pace = Pace(self.node.results.capacity)
         self.units = units
         self.watch = HangWatch(self.node, self.config.getoption("mproc_hang_report"),
                                lambda text: print_report(self.config, "pytest-mproc hang report", text))
@@ -138,16 +140,13 @@ class SingleHostRun:
             self._wait()
 
     def _wait(self) -> None:
-        """Waits for results. Mid-run the main polls every POLL seconds and replays what came
-        meanwhile as a batch: waking for each result would cost a worker a wake-up system call
-        per result and the main a context switch per test (measured on packaging's suite: main
-        91-95 µs per test against 75-88 with the naps this replaced, workers +10-18 µs), while
-        nothing waits on the main (the tasks ring holds every queued unit). The last tests' results (fewer left than workers), and every result
+        """Waits for results: mid-run a nap (polling.py), after which what came meanwhile is
+        replayed as a batch; the last tests' results (fewer left than workers), and every result
         of a run that stops at a failure (-x, --maxfail), are taken as they arrive."""
         if self.outcomes.remaining <= self.node.workers or self.stop_on_failure:
             self.results.wait(CHECK_EVERY)
         else:
-            time.sleep(POLL)
+            time.sleep(self.pace.nap(self.outcomes.remaining))
 
     def _on_result(self, msg: tuple) -> None:
         if not self.outcomes.result(msg):

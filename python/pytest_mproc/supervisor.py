@@ -35,8 +35,6 @@ EXIT_GRACE = 30.0
 # How often a waiting controller looks at the fork server, hung tests, the status line and
 # Ctrl-\\ (between these it sleeps on the results ring's futex, or polls, see single_host.py).
 CHECK_EVERY = 0.01
-# How often the single-host main polls for results mid-run.
-POLL = 0.01
 
 
 class SupervisorError(Exception):
