@@ -11,10 +11,14 @@ traces calls (`--debug`, pytester's hook recorder), the hook goes through pluggy
 implementations are compared with the hook's current ones on every call, so a plugin
 registered in the middle of a run is dispatched to at once.
 
-A direct call is one generated function per plan (`_compile`). pytest_report_teststatus can
-also give a result again (`DirectHook.known`/`memo`): while a plain passed test's reports are
-replayed (replay._log_test says which), its answer for a phase is the one pytest's own
-implementations gave the first plain report of that phase in the same plan.
+A direct call is one generated function per plan (`_compile`). A plain passed test
+(plain_reports.py) whose three hooks and pytest_report_teststatus are all direct is replayed
+with its plans checked once (`ReplayHooks.plain_calls`): nothing but pytest's and our code runs
+from its logstart until its logfinish returns (the only hook pytest's implementations of the
+three call is pytest_report_teststatus, itself direct then), so no plan can change in between.
+pytest_report_teststatus also gives a result again (`DirectHook.known`/`memo`): while such a
+test's reports are replayed, its answer for a phase is the one pytest's own implementations
+gave the first plain report of that phase in the same plan.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ class DirectHook:
     conftests of other directories). Called with the hook's arguments by position, in
     `argnames` order."""
 
-    __slots__ = ("caller", "base", "pm", "argnames", "dispatch", "firstresult", "snapshot", "tracer", "calls",
-                 "direct", "dispatched", "fast", "known", "memo", "reused")
+    __slots__ = ("caller", "base", "pm", "argnames", "names", "dispatch", "firstresult", "snapshot", "tracer",
+                 "calls", "direct", "dispatched", "fast", "known", "memo", "reused")
 
     def __init__(self, pm, caller, argnames: tuple, dispatch=None) -> None:
         self.pm = pm
@@ -77,6 +81,7 @@ class DirectHook:
         # when the relay's do.
         self.base = getattr(caller, "_orig", caller)
         self.argnames = argnames
+        self.names = frozenset(argnames)
         self.dispatch = dispatch or caller  # the call through pluggy
         spec = getattr(caller, "spec", None)
         self.firstresult = bool(spec and spec.opts.get("firstresult"))
@@ -87,9 +92,9 @@ class DirectHook:
         self.fast = None
         # How many calls went which way (the run's statistics, tests).
         self.direct = self.dispatched = 0
-        # Results given again (pytest_report_teststatus, see the module doc): `known` is
-        # {id(first argument): key} for the arguments being replayed now (set by
-        # replay._log_test), `memo` {key: result} for the current plan.
+        # Results given again (pytest_report_teststatus, see the module doc): `known` is the
+        # plain test's three reports while they are replayed (set by replay._log_test), `memo`
+        # {phase index: result} for the current plan.
         self.known = None
         self.memo: dict = {}
         self.reused = 0
@@ -142,29 +147,34 @@ class DirectHook:
 
 
 class _DirectCaller(pluggy.HookCaller):
-    """A relay's hook caller whose calls go through its DirectHook (`make_direct`)."""
+    """A relay's hook caller whose calls go through its DirectHook (`make_direct` gives each
+    such caller a subclass of this one whose `_direct` is its DirectHook)."""
 
     __slots__ = ()
+    _direct: DirectHook
 
     def __call__(self, **kwargs):
-        hook, names = _MADE_DIRECT[id(self)]
-        fast = hook.current() if kwargs.keys() == names else None
-        if fast is None:  # pluggy's dispatch, and its own handling of odd calls
-            hook.dispatched += 1
-            return pluggy.HookCaller.__call__(self, **kwargs)
-        hook.direct += 1
+        hook = self._direct
         known = hook.known
         if known is not None:
-            key = known.get(id(kwargs[hook.argnames[0]]))
-            if key is not None:
+            # One of a plain test's reports, whose replay checked this hook's plan for the test.
+            report = kwargs.get(hook.argnames[0])
+            key = 0 if report is known[0] else 1 if report is known[1] else 2 if report is known[2] else -1
+            if key >= 0:
+                hook.direct += 1
                 res = hook.memo.get(key)
                 if res is None:
-                    res = fast(**kwargs)
+                    res = hook.fast(**kwargs)
                     if type(res) is tuple:
                         hook.memo[key] = res
                 else:
                     hook.reused += 1
                 return res
+        fast = hook.current() if kwargs.keys() == hook.names else None
+        if fast is None:  # pluggy's dispatch, and its own handling of odd calls
+            hook.dispatched += 1
+            return pluggy.HookCaller.__call__(self, **kwargs)
+        hook.direct += 1
         return fast(**kwargs)
 
 
@@ -178,23 +188,23 @@ def make_direct(pm, name: str):
     caller = getattr(pm.hook, name, None)
     if caller is None:
         return None
-    if type(caller) is _DirectCaller:
-        return _MADE_DIRECT[id(caller)][0]
+    if isinstance(caller, _DirectCaller):
+        return caller._direct
     if type(caller) is not pluggy.HookCaller or caller.spec is None or not caller.spec.opts.get("firstresult"):
         return None  # (a hook whose callers get every result would need them collected)
     hook = DirectHook(pm, caller, tuple(caller.spec.argnames), functools.partial(pluggy.HookCaller.__call__, caller))
     try:
-        caller.__class__ = _DirectCaller
+        caller.__class__ = type("_DirectCaller", (_DirectCaller,), {"__slots__": (), "_direct": hook})
     except TypeError:  # a pluggy whose HookCaller cannot take it
         return None
-    _MADE_DIRECT[id(caller)] = (hook, frozenset(hook.argnames))
+    _MADE_DIRECT[id(caller)] = hook
     return hook
 
 
 def restore(pm) -> None:
     """The session is over: `pm`'s hook callers made direct are plain HookCallers again, and
     this module keeps no reference to them (nor, through them, to the session)."""
-    for key, (hook, _names) in list(_MADE_DIRECT.items()):
+    for key, hook in list(_MADE_DIRECT.items()):
         if hook.pm is pm:
             hook.caller.__class__ = pluggy.HookCaller
             del _MADE_DIRECT[key]
@@ -222,6 +232,22 @@ class ReplayHooks:
                 DirectHook(self.pm, ihook.pytest_runtest_logfinish, ("nodeid", "location")),
             ))
         return entry[1]
+
+    def plain_calls(self, item):
+        """(logstart, logreport, logfinish) direct calls for a plain passed test of `item`'s
+        directory, counted as made, if these three hooks and pytest_report_teststatus are all
+        direct now; else None (call each hook through its DirectHook)."""
+        start, report, finish = self.of(item)
+        status = self.teststatus
+        if status is None:
+            return None
+        fs, fr, ff = start.current(), report.current(), finish.current()
+        if fs is None or fr is None or ff is None or status.current() is None:
+            return None
+        start.direct += 1
+        report.direct += 3
+        finish.direct += 1
+        return fs, fr, ff
 
     def dispatches(self) -> int:
         """How many of these hooks' calls went through pluggy so far (gc_freeze: a third-party

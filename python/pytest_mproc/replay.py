@@ -69,29 +69,32 @@ def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bo
     """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish
     (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either).
 
-    `plain`: the reports are a plain passed test's (plain_reports.py). The terminal reporter
-    then gets, for each phase, the status pytest's own pytest_report_teststatus gave the first
-    plain report of that phase (they read only the phase and the outcome), as long as only
-    pytest's and our implementations see the reports before it asks (a third-party
-    pytest_runtest_logreport could change them) and answer it (DirectHook's plan)."""
-    logstart, logreport, logfinish = hooks.of(item)
+    `plain`: the reports are a plain passed test's (plain_reports.py). If only pytest's and our
+    implementations take part (ReplayHooks.plain_calls), the hooks are called straight and the
+    terminal reporter gets, for each phase, the status pytest's own pytest_report_teststatus
+    gave the first plain report of that phase (they read only the phase and the outcome)."""
     nodeid, location = item.nodeid, item.location
-    status = hooks.teststatus if plain else None
-    if status is not None and logreport.current() is not None:
-        status.known = {id(rep): rep.when for rep in reports}
-    else:
-        status = None
-    try:
-        logstart(nodeid, location)
-        for rep in reports:
-            logreport(rep)
-        for w in warning_tuples:
-            _replay_warning(item.config, w)
-        if finished:
-            logfinish(nodeid, location)
-    finally:
-        if status is not None:
+    direct = hooks.plain_calls(item) if plain else None
+    if direct is not None:
+        start, report, finish = direct
+        status = hooks.teststatus
+        status.known = reports
+        try:
+            start(nodeid, location)
+            for rep in reports:
+                report(rep)
+            finish(nodeid, location)
+        finally:
             status.known = None
+        return
+    logstart, logreport, logfinish = hooks.of(item)
+    logstart(nodeid, location)
+    for rep in reports:
+        logreport(rep)
+    for w in warning_tuples:
+        _replay_warning(item.config, w)
+    if finished:
+        logfinish(nodeid, location)
 
 
 @dataclass
