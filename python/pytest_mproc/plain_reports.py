@@ -26,8 +26,10 @@ _KEYS = frozenset(_TEMPLATE)
 _ID_KEY = "_id" if "_id" in _TEMPLATE else "nodeid"
 _REQUIRED = {_ID_KEY, "location", "keywords", "outcome", "longrepr", "when", "user_properties", "sections",
              "duration", "start", "stop"}
-# The template of each phase's report.
-_PHASES = tuple(dict(_TEMPLATE, when=when) for when in _WHENS)
+# The template of each phase's report: the attributes of one pytest made, so that a copy shares
+# TestReport's attribute names as pytest's own reports do (a split dict: ~190 bytes a report
+# less than a dict of its own).
+_PHASES = tuple(TestReport("t.py::t", ("t.py", 0, "t"), {}, "passed", None, when).__dict__ for when in _WHENS)
 _new = TestReport.__new__
 # A pytest whose reports carry something else is not sent in the compact form.
 SUPPORTED = _KEYS == _REQUIRED
