@@ -206,6 +206,44 @@ def test_history_runs_long_tests_first(pytester, glog):
     assert [r[0] for r in glog()][:2] == ["short0", "short1"]
 
 
+def test_history_holds_each_tests_whole_duration(pytester):
+    """The history a `--cores` run saves gives each test the sum of its phases' durations, as
+    junit XML (pytest's own, total durations) reports them: plain passed tests, a failure, a skip
+    and a setup error alike."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(test_d="""
+        import time, pytest
+
+        @pytest.fixture
+        def slow_setup():
+            time.sleep(0.02)
+            yield
+            time.sleep(0.01)
+
+        @pytest.fixture
+        def broken():
+            time.sleep(0.01)
+            raise RuntimeError("no")
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_plain(n, slow_setup): time.sleep(0.01 * n)
+        def test_fails(slow_setup): assert False
+        def test_skips(): pytest.skip("no")
+        def test_errors(broken): pass
+    """)
+    result = pytester.runpytest_subprocess("--cores", "2", "--junitxml=out.xml", "-o", "junit_family=xunit1")
+    result.assert_outcomes(passed=6, failed=1, skipped=1, errors=1)
+    saved = json.loads((pytester.path / ".pytest_cache" / "v" / "pytest_mproc" / "durations").read_text())
+    junit = {f"{case.get('file')}::{case.get('name')}": float(case.get("time"))
+             for case in ET.parse(pytester.path / "out.xml").iter("testcase")}
+    assert sorted(saved) == sorted(junit) and len(saved) == 9, (saved, junit)
+    for nodeid, seconds in junit.items():
+        assert saved[nodeid] == pytest.approx(seconds, abs=0.0015), nodeid
+    assert saved["test_d.py::test_plain[5]"] > 0.07  # setup + call + teardown, not one phase
+
+
 def test_no_history_without_cacheprovider(pytester, glog):
     pytester.makepyfile(
         test_h="""

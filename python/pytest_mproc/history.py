@@ -17,10 +17,13 @@ class DurationHistory:
                 self.known = {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
         self._seen: dict[str, float] = {}
 
-    def record(self, report) -> None:
-        if self.enabled:
-            nodeid = report.nodeid  # pytest 9 renders it from a NodeId on each access
-            self._seen[nodeid] = self._seen.get(nodeid, 0.0) + float(report.duration or 0.0)
+    def record(self, nodeid: str, reports) -> None:
+        """A test's reports were replayed (replay.Outcomes, once per test): its duration is the
+        sum of theirs."""
+        total = self._seen.get(nodeid, 0.0)
+        for report in reports:
+            total += float(report.duration or 0.0)
+        self._seen[nodeid] = total
 
     def save(self) -> None:
         if self.enabled and self._seen:

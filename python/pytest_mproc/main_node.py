@@ -37,7 +37,7 @@ from .worker_node import WORKER_DIED, NodeRun
 
 class MultiHostRun:
     def __init__(self, session, entries: list, host: str, port: int, local_workers: int,
-                 token: bytes, token_generated: bool, fleet=None) -> None:
+                 token: bytes, token_generated: bool, fleet=None, history=None) -> None:
         self.session = session
         self.config = session.config
         self.items = session.items
@@ -52,7 +52,8 @@ class MultiHostRun:
         self.node_wait = self.config.getoption("mproc_node_wait")
         self.connect_timeout = self.config.getoption("mproc_connect_timeout")
         self.outcome = RunOutcome()
-        self.outcomes = Outcomes(session, self.outcome, rerun=lambda i: self.coord.submit([[[i]]], front=True))
+        self.outcomes = Outcomes(session, self.outcome, rerun=lambda i: self.coord.submit([[[i]]], front=True),
+                                 history=history)
         self.stopping = False
         self.nodes: dict[int, str] = {}
         self.local: Child | None = None

@@ -117,10 +117,12 @@ class Outcomes:
     """Which collected tests have a result yet; each test's result (or crash) is replayed into
     pytest's hooks exactly once, however often it arrives."""
 
-    def __init__(self, session, outcome: RunOutcome, rerun=None) -> None:
+    def __init__(self, session, outcome: RunOutcome, rerun=None, history=None) -> None:
         """`rerun(index)`: queues a crashed test again (when a plugin asks for it through
-        xdist's pytest_handlecrashitem)."""
+        xdist's pytest_handlecrashitem); `history`: the run's DurationHistory, told each test's
+        duration as it is replayed."""
         self.config = session.config
+        self.history = history if history is not None and history.enabled else None
         self.rerun = rerun
         self.items = session.items
         self.done = bytearray(len(self.items))
@@ -133,6 +135,12 @@ class Outcomes:
         from . import timeline
 
         self.timeline = timeline.current()
+
+    def _log(self, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False) -> None:
+        """Replays one test's reports (_log_test) and adds them to the duration history."""
+        _log_test(self.hooks, item, reports, warning_tuples, finished, plain)
+        if self.history is not None:
+            self.history.record(item.nodeid, reports)
 
     def _settle(self, index: int) -> bool:
         """Marks test `index` as having its result; False if it already had one."""
@@ -151,7 +159,7 @@ class Outcomes:
         exit_info = rest[0] if rest else None
         if self._settle(index):
             item = self.items[index]
-            _log_test(self.hooks, item, [self.decode(d) for d in report_dicts], finished=False)
+            self._log(item, [self.decode(d) for d in report_dicts], finished=False)
         if exit_info is not None:
             outcome.interrupt_repr = None  # the main's own Exit shows as serially
             if raise_it:
@@ -185,7 +193,7 @@ class Outcomes:
             warning_tuples = ()
         else:
             reports = [self.decode(data) for data in report_dicts]
-        _log_test(self.hooks, item, reports, warning_tuples, plain=plain)
+        self._log(item, reports, warning_tuples, plain=plain)
         if self.timeline is not None:
             node = rest[0] if rest else ""
             if plain:
@@ -208,12 +216,12 @@ class Outcomes:
 
         xdist_protocol.handle_crash(self.config, item.nodeid, reports[1], pending.append)
         if pending and self.rerun is not None:
-            _log_test(self.hooks, item, reports)  # the plugin marked the report (e.g. "rerun")
+            self._log(item, reports)  # the plugin marked the report (e.g. "rerun")
             self.rerun(index)
             return False
         self._settle(index)
         self.crashed.append(item.nodeid)
-        _log_test(self.hooks, item, reports)
+        self._log(item, reports)
         if self.timeline is not None:
             self.timeline.crash(item.nodeid, who)
         return True

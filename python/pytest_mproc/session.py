@@ -73,7 +73,7 @@ class MprocSession:
 
                 self.fleet = FleetRun(fleet[0], session, token)
             return MultiHostRun(session, build_entries(session.items, self.history), host, port,
-                                self.workers, token, generated, fleet=self.fleet).execute()
+                                self.workers, token, generated, fleet=self.fleet, history=self.history).execute()
         from .worker_node import NodeError, NodeRun
 
         # Plugins must not take this process for the run's controller: it runs no test itself
@@ -91,9 +91,6 @@ class MprocSession:
         if tr is not None:
             tr.write_line(f"pytest-mproc: worker node done; results are reported by the main at {host}:{port}")
         return outcome
-
-    def pytest_runtest_logreport(self, report):
-        self.history.record(report)
 
     @pytest.hookimpl(trylast=True)
     def pytest_keyboard_interrupt(self, excinfo):

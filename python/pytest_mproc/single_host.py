@@ -30,7 +30,7 @@ class SingleHostRun:
         self.items = session.items
         units = build_units(session.items, history)
         self.outcome = RunOutcome()
-        self.outcomes = Outcomes(session, self.outcome, rerun=self._rerun)
+        self.outcomes = Outcomes(session, self.outcome, rerun=self._rerun, history=history)
         self.stopping = False
         self.stop_on_failure = bool(self.config.getoption("maxfail", 0))
         self.loop_faults: int | None = None  # the main loop's page faults (PTMPROC_STATS_FILE)
