@@ -315,6 +315,61 @@ def test_setup_plan_and_only_show_what_a_serial_run_shows(run, pytester, mode):
     assert shown(par) == shown(serial)
 
 
+SETUP_SHOW_SUITE = """
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def sess():
+        yield 1
+
+    @pytest.fixture(scope="module")
+    def mod(sess):
+        yield 1
+
+    @pytest.fixture
+    def fn(mod):
+        return mod
+
+    @pytest.fixture
+    def boom():
+        raise RuntimeError("no")
+
+    @pytest.mark.parametrize("n", range(3))
+    def test_a(fn, n): pass
+    def test_b(mod): pass
+    def test_fails(fn): assert False
+    def test_errors(boom): pass
+    def test_plain(): pass
+"""
+
+
+def _setup_show_lines(result) -> list[str]:
+    """The run's lines from `collected` to the first section after the tests."""
+    lines = result.outlines
+    start = next((i + 1 for i, line in enumerate(lines) if "collected" in line), 0)  # -q: no header
+    end = next(i for i, line in enumerate(lines) if i > start and line.startswith("====="))
+    return [line for line in lines[start:end] if line.strip()]
+
+
+@pytest.mark.parametrize("verbosity", ["-q", "-v"])
+def test_setup_show_lines_as_serially(run, pytester, verbosity):
+    """--setup-show's SETUP/TEARDOWN lines and each test's "(fixtures used: ...)" line come at
+    the same points of the output as serially: identical with one worker; with several, every
+    test's own lines once, and a wider-scoped fixture's once per worker that set it up."""
+    pytester.makepyfile(test_show=SETUP_SHOW_SUITE)
+    serial = _setup_show_lines(run("--setup-show", verbosity))
+    assert "    SETUP    M mod (fixtures used: sess)" in serial, serial
+    assert _setup_show_lines(run("--setup-show", verbosity, "--cores", "1")) == serial
+    par = _setup_show_lines(run("--setup-show", verbosity, "--cores", "3"))
+    calls = [line for line in par if line.startswith("        test_show.py::")]
+    assert sorted(calls) == sorted(line for line in serial if line.startswith("        test_show.py::"))
+    assert len(calls) == 6  # every test that reached its call
+    function_scoped = [line for line in par if line.startswith("        SETUP") or line.startswith("        TEARDOWN")]
+    assert sorted(function_scoped) == sorted(
+        line for line in serial if line.startswith("        SETUP") or line.startswith("        TEARDOWN"))
+    assert set(par) - set(serial) <= {line for line in par if line.startswith(("test_show.py", "."))}, par
+
+
 def test_subtest_failures_fail_their_test_only_as_serially(run, pytester):
     """pytest's `subtests` fixture fails the test that has a failed subtest; a unittest
     subTest failure is reported on its own and does not (pytest 9). Under --cores the main

@@ -37,13 +37,16 @@ SUPPORTED = _KEYS == _REQUIRED
 
 def usable(config) -> bool:
     """May this process send plain passed tests in the compact form? Not when a plugin takes
-    part in serializing reports (it would not see them)."""
+    part in serializing reports (it would not see them), nor under --setup-show (its lines
+    travel with each report, setup_show.py)."""
+    from . import setup_show
     from .direct_hooks import fast_paths_off
     from .replay import only_pytest_implements
 
     hook = config.hook
     serializing = (hook.pytest_report_to_serializable, hook.pytest_report_from_serializable)
-    return SUPPORTED and not fast_paths_off() and all(only_pytest_implements(h) for h in serializing)
+    return (SUPPORTED and not fast_paths_off() and not setup_show.on(config)
+            and all(only_pytest_implements(h) for h in serializing))
 
 
 def compact(reports: list, warnings: list):

@@ -44,7 +44,12 @@ def worker_setup(config) -> None:
 
 def before_encode(config, report, data) -> None:
     """Called in a worker for every report it serializes (`data`)."""
-    if getattr(report, "when", None) != "call" or not isinstance(data, dict):
+    if not isinstance(data, dict):
+        return
+    from . import setup_show
+
+    setup_show.before_encode(config, report, data)
+    if getattr(report, "when", None) != "call":
         return
     try:
         from _pytest.subtests import failed_subtests_key
@@ -60,6 +65,11 @@ def before_encode(config, report, data) -> None:
 
 def after_decode(config, report, data: dict, extras: dict) -> None:
     """Called on the main for every replayed report (`extras`: report_extras.take's)."""
+    from . import setup_show
+
+    shown = setup_show.shown(config)
+    if shown is not None:
+        shown.keep(report, extras)
     failed_subtests = extras.get("failed_subtests")
     if failed_subtests:
         from _pytest.subtests import failed_subtests_key

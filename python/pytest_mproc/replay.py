@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from _pytest.outcomes import Exit
 from _pytest.reports import TestReport
 
-from . import gc_freeze, plain_reports
+from . import gc_freeze, plain_reports, setup_show
 from .direct_hooks import ReplayHooks
 from .messages import PASSED
 
@@ -65,14 +65,16 @@ def report_decoder(config):
     return decode_any
 
 
-def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False) -> None:
+def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False,
+              shown=None) -> None:
     """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish
     (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either).
 
     `plain`: the reports are a plain passed test's (plain_reports.py). If only pytest's and our
     implementations take part (ReplayHooks.plain_calls), the hooks are called straight and the
     terminal reporter gets, for each phase, the status pytest's own pytest_report_teststatus
-    gave the first plain report of that phase (they read only the phase and the outcome)."""
+    gave the first plain report of that phase (they read only the phase and the outcome).
+    `shown`: the run's setup_show.Shown under --setup-show (its lines go before each report)."""
     nodeid, location = item.nodeid, item.location
     direct = hooks.plain_calls(item) if plain else None
     if direct is not None:
@@ -90,6 +92,8 @@ def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bo
     logstart, logreport, logfinish = hooks.of(item)
     logstart(nodeid, location)
     for rep in reports:
+        if shown is not None:
+            shown.before(rep)
         logreport(rep)
     for w in warning_tuples:
         _replay_warning(item.config, w)
@@ -123,6 +127,7 @@ class Outcomes:
         duration as it is replayed."""
         self.config = session.config
         self.history = history if history is not None and history.enabled else None
+        self.shown = setup_show.shown(self.config)
         self.rerun = rerun
         self.items = session.items
         self.done = bytearray(len(self.items))
@@ -138,7 +143,7 @@ class Outcomes:
 
     def _log(self, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False) -> None:
         """Replays one test's reports (_log_test) and adds them to the duration history."""
-        _log_test(self.hooks, item, reports, warning_tuples, finished, plain)
+        _log_test(self.hooks, item, reports, warning_tuples, finished, plain, self.shown)
         if self.history is not None:
             self.history.record(item.nodeid, reports)
 

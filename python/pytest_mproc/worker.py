@@ -13,7 +13,7 @@ import sys
 import pytest
 from _pytest.outcomes import Exit
 
-from . import _core, fixtures, gc_freeze, live_log, messages, plain_reports, serial_state, xdist_protocol
+from . import _core, fixtures, gc_freeze, live_log, messages, plain_reports, serial_state, setup_show, xdist_protocol
 from .hang_report import DUMP_SIGNAL
 from .nextitem import LazyNextItem
 from .replay import only_pytest_implements
@@ -146,7 +146,8 @@ def run(session, wid: str, workerinput: dict, tasks: _core.Ring, results: _core.
     fixtures.use_store(store)
     gc_freeze.in_worker()
     give_worker_its_own_basetemp(config, wid)
-    xdist_protocol.become_worker(config, workerinput, _plugin_output_file(config, rundir, wid))
+    xdist_protocol.become_worker(config, workerinput,
+                                 setup_show.worker_file(config, _plugin_output_file(config, rundir, wid)))
     collector = _Collector()
     config.pluginmanager.register(collector, "mproc-worker-collector")
     # pytest_warning_recorded is a historic hook: registering replayed to the collector every
