@@ -155,3 +155,29 @@ def test_s_output_is_still_a_terminal_when_the_run_is_on_one(pytester):
     parallel = under_terminal("--cores", "2", "-s")
     assert serial.count("tty=True") == 8
     assert len(re.findall(r"\[(gw\d)\] out \d from \1 tty=True", parallel)) == 8, parallel
+
+
+def test_a_workers_own_work_between_tests_is_not_waiting_for_work():
+    """Short gaps between a worker's tests are its own per-test work (it counts as busy); only
+    longer gaps are waiting for work. A worker running thousands of tiny tests back to back is
+    not reported idle."""
+    from pytest_mproc.timeline import OWN_WORK_GAP_S, Timeline
+
+    config = SimpleNamespace(getoption=lambda *a, **k: None)
+    tl = Timeline(config)
+    t = 1000.0
+    tl.lane("", "gw0").tests.append((t, t + 0.001, "passed", "first", (0, 0.001, 0)))
+    for i in range(2000):  # 1 ms tests, 0.4 ms apart
+        t += 0.0014
+        tl.passed(f"t{i}", "", "gw0", (0.0, t, t, 0.001, t, t + 0.001, 0.0, t + 0.001, t + 0.001))
+    t += 0.0014
+    # one long wait: 1 s before the last test
+    tl.passed("late", "", "gw1", (0.0, t + 1.0, t + 1.0, 0.0, t + 1.0, t + 1.0, 0.0, t + 1.0, t + 1.001))
+    tl.passed("after_wait", "", "gw0", (0.0, t + 1.0, t + 1.0, 0.001, t + 1.0, t + 1.001, 0.0, t + 1.001, t + 1.001))
+    row = next(w for w in tl.workers() if w["worker"] == "gw0")
+    span = (t + 1.001) - 1000.0
+    assert 0.0004 < OWN_WORK_GAP_S
+    # busy: the tests and the short gaps between them; idle: the one long gap.
+    assert row["idle"] == pytest.approx(1.0004, abs=1e-3), row
+    assert row["busy"] == pytest.approx(span - row["idle"], abs=1e-6), row
+    assert row["why_idle"].startswith("waiting for work"), row

@@ -19,6 +19,11 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "rerun
 # short run start-up is most of it) gets its line in the terminal summary.
 IDLE_SHARE = 0.20
 IDLE_MIN_S = 1.0
+# A gap this short between two of a worker's tests is the worker's own work between them
+# (pytest's protocol around the phases, sending the result, taking the next test: ~0.1-0.5 ms),
+# not a wait for work: it counts as busy. Waiting on an empty queue, a group held by another
+# worker or a fixture being set up shows as longer gaps.
+OWN_WORK_GAP_S = 0.005
 
 _current: "Timeline | None" = None
 
@@ -145,9 +150,15 @@ class Timeline:
                 continue
             tests = sorted(lane.tests)
             busy = sum(t[1] - t[0] for t in tests)
+            between = 0.0
+            for (_, stop, *_), (start, *_) in zip(tests, tests[1:]):
+                gap = start - stop
+                if gap > OWN_WORK_GAP_S:
+                    between += gap
+                elif gap > 0:
+                    busy += gap
             before = tests[0][0] - begin
             after = end - tests[-1][1]
-            between = max(total - busy - before - after, 0.0)
             longest = max(tests, key=lambda t: t[1] - t[0])
             idle = total - busy
             reason = max((before, "waiting to start (start-up, fixtures)"),
