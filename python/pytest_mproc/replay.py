@@ -65,8 +65,8 @@ def report_decoder(config):
     return decode_any
 
 
-def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False,
-              shown=None) -> None:
+def _log_test(hooks: ReplayHooks, item, nodeid: str, reports, warning_tuples=(), finished: bool = True,
+              plain: bool = False, shown=None) -> None:
     """Fires the hooks a serial run fires for one test: logstart, each report, warnings, logfinish
     (not for a test a KeyboardInterrupt cut short: a serial run does not finish it either).
 
@@ -75,7 +75,7 @@ def _log_test(hooks: ReplayHooks, item, reports, warning_tuples=(), finished: bo
     terminal reporter gets, for each phase, the status pytest's own pytest_report_teststatus
     gave the first plain report of that phase (they read only the phase and the outcome).
     `shown`: the run's setup_show.Shown under --setup-show (its lines go before each report)."""
-    nodeid, location = item.nodeid, item.location
+    location = item.location
     direct = hooks.plain_calls(item) if plain else None
     if direct is not None:
         start, report, finish = direct
@@ -141,11 +141,14 @@ class Outcomes:
 
         self.timeline = timeline.current()
 
-    def _log(self, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False) -> None:
-        """Replays one test's reports (_log_test) and adds them to the duration history."""
-        _log_test(self.hooks, item, reports, warning_tuples, finished, plain, self.shown)
+    def _log(self, item, reports, warning_tuples=(), finished: bool = True, plain: bool = False) -> str:
+        """Replays one test's reports (_log_test) and adds them to the duration history; the
+        test's node id."""
+        nodeid = item.nodeid  # (pytest 9 renders it from a NodeId on each access)
+        _log_test(self.hooks, item, nodeid, reports, warning_tuples, finished, plain, self.shown)
         if self.history is not None:
-            self.history.record(item.nodeid, reports)
+            self.history.record(nodeid, reports)
+        return nodeid
 
     def _settle(self, index: int) -> bool:
         """Marks test `index` as having its result; False if it already had one."""
@@ -198,13 +201,13 @@ class Outcomes:
             warning_tuples = ()
         else:
             reports = [self.decode(data) for data in report_dicts]
-        self._log(item, reports, warning_tuples, plain=plain)
+        nodeid = self._log(item, reports, warning_tuples, plain=plain)
         if self.timeline is not None:
             node = rest[0] if rest else ""
             if plain:
-                self.timeline.passed(item.nodeid, node, wid, times)
+                self.timeline.passed(nodeid, node, wid, times)
             else:
-                self.timeline.test(item.nodeid, node, wid, reports)
+                self.timeline.test(nodeid, node, wid, reports)
         self.freezer.settled(plain)
         return True
 
