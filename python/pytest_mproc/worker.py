@@ -23,7 +23,7 @@ from .verbose import keep_terminal_stderr, log
 # Plugins whose job is reporting in the main process; in a worker they would only burn CPU
 # (or write files/terminal output the main already writes from the replayed reports).
 _MAIN_ONLY_PLUGINS = ("terminalreporter", "lfplugin", "nfplugin", "stepwiseplugin", "mproc-session",
-                      "pytest-mproc-syrupy-main")
+                      "pytest-mproc-syrupy-main", "pytest-mproc-collection-order")
 
 
 
