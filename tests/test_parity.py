@@ -370,6 +370,27 @@ def test_setup_show_lines_as_serially(run, pytester, verbosity):
     assert set(par) - set(serial) <= {line for line in par if line.startswith(("test_show.py", "."))}, par
 
 
+def test_setup_show_lines_of_a_test_that_kills_its_worker_are_in_the_crash_report(run, pytester):
+    """What --setup-show wrote before a test took its worker down cannot travel with a report:
+    it is in the worker's stderr tail that the crash report shows."""
+    pytester.makepyfile(test_dies="""
+        import os, pytest
+
+        @pytest.fixture
+        def fix():
+            return 1
+
+        def test_dies(fix):
+            os._exit(3)
+    """)
+    result = run("--setup-show", "--cores", "1")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "crashed while running this test" in out
+    tail = out.split("last output of worker gw0 on stderr", 1)[1]
+    assert "SETUP    F fix" in tail and "test_dies.py::test_dies (fixtures used: fix)" in tail, out
+
+
 def test_subtest_failures_fail_their_test_only_as_serially(run, pytester):
     """pytest's `subtests` fixture fails the test that has a failed subtest; a unittest
     subTest failure is reported on its own and does not (pytest 9). Under --cores the main

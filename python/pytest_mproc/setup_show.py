@@ -16,6 +16,8 @@ tore it down: with several workers, once per worker that used it (they each do).
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 NAME = "setup_show"
@@ -27,18 +29,25 @@ def on(config) -> bool:
 
 class Capture:
     """Worker: the terminal writer's file while --setup-show is on. Collects what pytest writes
-    and hands it over per report (a plugin registered as `mproc-setup-show`)."""
+    and hands it over per report (a plugin registered as `mproc-setup-show`); everything also
+    goes on to `file` (the worker's stderr file, None under -s, whose writer is the terminal), so
+    what a plugin writes right before the worker dies (pytest-timeout's stack dump) is still in
+    the tail the main shows for a crash."""
 
-    def __init__(self) -> None:
+    def __init__(self, file) -> None:
+        self.file = file
         self.parts: list[str] = []
         self.texts: dict[int, str] = {}  # id(report) -> what was written before it
 
     def write(self, s: str) -> int:
         self.parts.append(s)
+        if self.file is not None:
+            self.file.write(s)
         return len(s)
 
     def flush(self) -> None:
-        pass
+        if self.file is not None:
+            self.file.flush()
 
     def isatty(self) -> bool:
         return False
@@ -55,7 +64,7 @@ def worker_file(config, file):
     else `file`."""
     if not on(config):
         return file
-    capture = Capture()
+    capture = Capture(None if file is sys.stderr else file)  # -s: the main shows it, once
     config.pluginmanager.register(capture, "mproc-setup-show")
     return capture
 
