@@ -44,12 +44,7 @@ def worker_setup(config) -> None:
 
 def before_encode(config, report, data) -> None:
     """Called in a worker for every report it serializes (`data`)."""
-    if not isinstance(data, dict):
-        return
-    from . import setup_show
-
-    setup_show.before_encode(config, report, data)
-    if getattr(report, "when", None) != "call":
+    if getattr(report, "when", None) != "call" or not isinstance(data, dict):
         return
     try:
         from _pytest.subtests import failed_subtests_key
@@ -65,11 +60,6 @@ def before_encode(config, report, data) -> None:
 
 def after_decode(config, report, data: dict, extras: dict) -> None:
     """Called on the main for every replayed report (`extras`: report_extras.take's)."""
-    from . import setup_show
-
-    shown = setup_show.shown(config)
-    if shown is not None:
-        shown.keep(report, extras)
     failed_subtests = extras.get("failed_subtests")
     if failed_subtests:
         from _pytest.subtests import failed_subtests_key

@@ -36,18 +36,25 @@ def report_decoder(config):
     added: pytest's own deserialization leaves the "$report_type" marker as an attribute of the
     rebuilt report (a serial run's reports have no such attribute), and what the worker sent
     beside the report (report_extras.py) is applied: longrepr.py's object goes back in place of
-    its text, plugin_state.py's glue sees every report."""
+    its text, --setup-show's lines are kept for the replay (setup_show.py), plugin_state.py's
+    glue sees every report."""
     from . import longrepr, report_extras
     from .plugin_state import after_decode
 
     hook = config.hook.pytest_report_from_serializable
+    shown = setup_show.shown(config)
+
+    def apply(report, data, extras):
+        longrepr.restore(report, extras)
+        if shown is not None:
+            shown.keep(report, extras)
+        after_decode(config, report, data, extras)
 
     def decode_any(data):
         extras = report_extras.take(data)
         report = hook(config=config, data=data)
         getattr(report, "__dict__", {}).pop("$report_type", None)
-        longrepr.restore(report, extras)
-        after_decode(config, report, data, extras)
+        apply(report, data, extras)
         return report
 
     if only_pytest_implements(hook):
@@ -57,8 +64,7 @@ def report_decoder(config):
                 extras = report_extras.take(data)
                 report = TestReport._from_json(data)
                 if extras:
-                    longrepr.restore(report, extras)
-                    after_decode(config, report, data, extras)
+                    apply(report, data, extras)
                 return report
             return decode_any(data)
         return decode

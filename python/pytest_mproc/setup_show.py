@@ -4,10 +4,11 @@ the main at the same points of the test's replay as a serial run writes them.
 
 Worker: the terminal writer's file is a `Capture` (instead of the worker's stderr file); what
 was written during a phase is taken when that phase's report is made (pytest writes the phase's
-lines before its report) and sent with the report (report_extras, key "setup_show"). Such
+lines before its report) and sent with the report (report_extras, key "setup_show", put where
+the worker serializes reports, beside longrepr.py's). Such
 reports travel in full, never in the compact form (plain_reports.usable).
-Main: the text is kept with the rebuilt report (`Shown`, one per run) and written through the
-main's terminal writer right before the report is replayed, so the terminal reporter's line
+Main: the text is kept with the rebuilt report (`Shown`, one per run, told by the report
+decoder) and written through the main's terminal writer right before the report is replayed, so the terminal reporter's line
 state is what it is serially.
 
 A worker writes a module- or session-scoped fixture's SETUP and TEARDOWN where it set it up and
@@ -58,6 +59,14 @@ class Capture:
             self.texts[id(report)] = "".join(self.parts)
             self.parts.clear()
 
+    def put(self, report, data) -> None:
+        """Sends what was written before `report` with its serialized form `data`."""
+        text = self.texts.pop(id(report), None)
+        if text and isinstance(data, dict):
+            from . import report_extras
+
+            report_extras.put(data, NAME, text)
+
 
 def worker_file(config, file):
     """The file the worker's terminal writer writes to: a registered Capture under --setup-show,
@@ -69,15 +78,9 @@ def worker_file(config, file):
     return capture
 
 
-def before_encode(config, report, data) -> None:
-    """Worker: sends what was written before `report` with it."""
-    capture = config.pluginmanager.get_plugin("mproc-setup-show")
-    if capture is not None:
-        text = capture.texts.pop(id(report), None)
-        if text:
-            from . import report_extras
-
-            report_extras.put(data, NAME, text)
+def capture(config):
+    """Worker: the registered Capture under --setup-show (after `worker_file`), else None."""
+    return config.pluginmanager.get_plugin("mproc-setup-show")
 
 
 class Shown:

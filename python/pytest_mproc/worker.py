@@ -264,9 +264,12 @@ def _serializer(config):
     from .plugin_state import before_encode
 
     hook = config.hook.pytest_report_to_serializable
+    shown = setup_show.capture(config)
 
     def finish(report, data):
         before_encode(config, report, data)
+        if shown is not None:
+            shown.put(report, data)
         return longrepr.keep(report, data)
 
     if not only_pytest_implements(hook):
